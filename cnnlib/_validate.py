@@ -1,0 +1,84 @@
+"""Argument checks shared by the public functions.
+
+Public functions validate, private kernels compute: every check here raises
+``TypeError`` or ``ValueError`` with a message that names the argument and the
+value it got, so a reader never meets a Numba typing error.
+"""
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_float_array(x, name, ndim=None, min_ndim=None):
+    """Return ``x`` as a C-contiguous float32/float64 array, or raise.
+
+    ``ndim`` is an int or a tuple of allowed ranks.
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            want = " or ".join(f"{d}-d" for d in allowed)
+            raise ValueError(f"{name} must be {want}, got shape {x.shape} ({x.ndim}-d)")
+    if min_ndim is not None and x.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def check_same_dtype(ref, ref_name, other, other_name):
+    """Raise ``TypeError`` unless ``other`` has the dtype of ``ref``."""
+    if other.dtype != ref.dtype:
+        raise TypeError(
+            f"{other_name} must have the same dtype as {ref_name} ({ref.dtype}), got {other.dtype}"
+        )
+
+
+def check_shape(x, name, shape):
+    """Raise ``ValueError`` unless ``x.shape == shape``."""
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def pair(value, name, minimum):
+    """Turn an int or a pair of ints into a pair, checking ``>= minimum``."""
+    if _is_int(value):
+        pr = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
+        pr = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(pr) < minimum:
+        what = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return pr
+
+
+def check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def check_dim(dim, ndim, name="dim"):
+    """Normalise a possibly negative axis ``dim`` for an array of rank ``ndim``."""
+    if not _is_int(dim):
+        raise TypeError(f"{name} must be an int, got {dim!r}")
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{name} must be in [{-ndim}, {ndim - 1}] for a {ndim}-d input, got {dim}")
+    return dim % ndim
+
+
+def check_reduction(reduction):
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return reduction

@@ -1,0 +1,25 @@
+"""The functional API: stateless operations with the signatures of
+``torch.nn.functional``, each with a ``<name>_backward``.
+
+Arrays are NumPy, NCHW, float32 or float64 (output dtype = input dtype).
+A backward takes the upstream gradient first (except ``cross_entropy``,
+which ends the graph), then the forward's array inputs and settings, and
+returns the gradient of each array input in order.
+"""
+
+from .ops.activation import relu, relu_backward, sigmoid, sigmoid_backward, tanh, tanh_backward
+from .ops.conv import conv2d, conv2d_backward, conv_output_size
+from .ops.linear import linear, linear_backward
+from .ops.loss import (cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward,
+                       softmax, softmax_backward)
+from .ops.pool import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
+                       pool_output_size)
+
+__all__ = [
+    "conv2d", "conv2d_backward", "conv_output_size",
+    "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "pool_output_size",
+    "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
+    "linear", "linear_backward",
+    "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
+    "cross_entropy", "cross_entropy_backward",
+]

@@ -1,0 +1,1 @@
+"""The numeric core: one module per family of operations (see cnnlib.functional)."""

@@ -1,0 +1,56 @@
+"""Element-wise activations and their gradients.
+
+Each backward takes the upstream gradient and the forward's input, and
+returns the gradient with respect to that input (same shape and dtype).
+"""
+
+import numpy as np
+
+from .._validate import check_float_array, check_same_dtype, check_shape
+
+
+def _grad_args(grad_output, input):
+    x = check_float_array(input, "input")
+    gy = check_float_array(grad_output, "grad_output")
+    check_same_dtype(x, "input", gy, "grad_output")
+    check_shape(gy, "grad_output", x.shape)
+    return gy, x
+
+
+def relu(input):
+    """max(x, 0), element-wise."""
+    x = check_float_array(input, "input")
+    return np.maximum(x, x.dtype.type(0))
+
+
+def relu_backward(grad_output, input):
+    """grad_output where input > 0, else 0 (the subgradient at 0 is 0, as in PyTorch)."""
+    gy, x = _grad_args(grad_output, input)
+    return np.where(x > 0, gy, gy.dtype.type(0))
+
+
+def sigmoid(input):
+    """1 / (1 + exp(-x)), computed without overflow for large |x|."""
+    x = check_float_array(input, "input")
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def sigmoid_backward(grad_output, input):
+    """grad_output * s * (1 - s) with s = sigmoid(input)."""
+    gy, x = _grad_args(grad_output, input)
+    s = sigmoid(x)
+    return gy * s * (1 - s)
+
+
+def tanh(input):
+    """Hyperbolic tangent, element-wise."""
+    x = check_float_array(input, "input")
+    return np.tanh(x)
+
+
+def tanh_backward(grad_output, input):
+    """grad_output * (1 - tanh(input)^2)."""
+    gy, x = _grad_args(grad_output, input)
+    t = np.tanh(x)
+    return gy * (1 - t * t)

@@ -1,0 +1,322 @@
+"""2-D convolution (cross-correlation, as in every deep-learning library).
+
+For input ``x`` of shape (N, C_in, H, W) and weight ``w`` of shape
+(C_out, C_in / groups, kH, kW) the output is
+
+    y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] *
+                    x_pad[n, g(o) * C_in/groups + c, i*sH + p*dH, j*sW + q*dW]
+
+with ``g(o) = o // (C_out / groups)`` the group of output channel ``o``.
+Two strategies compute it (chapter "From scratch" discusses both):
+
+* im2col + GEMM: the receptive fields are copied into the columns of a
+  matrix by a parallel Numba kernel, then one BLAS matrix product per group
+  does the arithmetic.  Used whenever a group has more than one input
+  channel.
+* direct loops: when each group has a single input channel (depthwise
+  convolution, or a first layer on a grey image) the GEMM would be too thin
+  to pay off, so a Numba kernel loops over the taps directly.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .._validate import check_float_array, check_same_dtype, check_shape, pair, _is_int
+
+
+# ----------------------------------------------------------------------------
+# Settings and shapes
+# ----------------------------------------------------------------------------
+
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+    """Output length of a convolution along one axis.
+
+    ``floor((size + 2*padding - dilation*(kernel_size-1) - 1) / stride) + 1``;
+    ``padding`` may also be a pair ``(before, after)``.
+    """
+    before, after = (padding, padding) if _is_int(padding) else padding
+    return (size + before + after - dilation * (kernel_size - 1) - 1) // stride + 1
+
+
+def _conv_settings(x, w, bias, stride, padding, dilation, groups):
+    """Validate conv2d arguments; return arrays and resolved settings."""
+    x = check_float_array(x, "input", ndim=4)
+    w = check_float_array(w, "weight", ndim=4)
+    check_same_dtype(x, "input", w, "weight")
+    if bias is not None:
+        bias = check_float_array(bias, "bias", ndim=1)
+        check_same_dtype(x, "input", bias, "bias")
+    if not _is_int(groups) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    n, c_in, h, wd = x.shape
+    c_out, c_per_group, kh, kw = w.shape
+    if c_in % groups:
+        raise ValueError(f"groups={groups} must divide the input channels ({c_in})")
+    if c_out % groups:
+        raise ValueError(f"groups={groups} must divide the output channels (weight.shape[0]={c_out})")
+    if c_per_group != c_in // groups:
+        raise ValueError(
+            f"weight.shape[1]={c_per_group} must equal input channels / groups "
+            f"= {c_in}/{groups} = {c_in // groups} (input shape {x.shape})"
+        )
+    if kh < 1 or kw < 1:
+        raise ValueError(f"weight must have a non-empty kernel, got shape {w.shape}")
+    if bias is not None and bias.shape[0] != c_out:
+        raise ValueError(f"bias must have shape ({c_out},), got {bias.shape}")
+    stride = pair(stride, "stride", 1)
+    dilation = pair(dilation, "dilation", 1)
+    pads = _resolve_padding(padding, stride, dilation, (kh, kw))
+    for axis, size, k, d, (lo, hi) in (("height", h, kh, dilation[0], pads[0]),
+                                        ("width", wd, kw, dilation[1], pads[1])):
+        span = d * (k - 1) + 1
+        if size + lo + hi < span:
+            raise ValueError(
+                f"kernel (effective size {span} with dilation {d}) is larger than the padded "
+                f"input {axis} ({size} + padding {lo + hi})"
+            )
+    return x, w, bias, stride, pads, dilation, groups
+
+
+def _resolve_padding(padding, stride, dilation, kernel):
+    """Return ((top, bottom), (left, right)) for int, pair, 'valid' or 'same'."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"padding='same' requires stride 1, got stride={stride}")
+            pads = []
+            for d, k in zip(dilation, kernel):
+                total = d * (k - 1)
+                pads.append((total // 2, total - total // 2))
+            return tuple(pads)
+        raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    ph, pw = pair(padding, "padding", 0)
+    return (ph, ph), (pw, pw)
+
+
+def _pad(x, pads):
+    (t, b), (l, r) = pads
+    if t == b == l == r == 0:
+        return x
+    n, c, h, w = x.shape
+    out = np.zeros((n, c, h + t + b, w + l + r), dtype=x.dtype)
+    out[:, :, t:t + h, l:l + w] = x
+    return out
+
+
+def _unpad(xp, pads):
+    (t, b), (l, r) = pads
+    return np.ascontiguousarray(xp[:, :, t:xp.shape[2] - b, l:xp.shape[3] - r])
+
+
+# ----------------------------------------------------------------------------
+# Kernels (no validation: they trust their caller)
+# ----------------------------------------------------------------------------
+
+@njit(parallel=True, cache=True)
+def _im2col(xp, kh, kw, sh, sw, dh, dw, ho, wo):
+    """cols[(c*kh + p)*kw + q, (n*ho + i)*wo + j] = xp[n, c, i*sh + p*dh, j*sw + q*dw]."""
+    n_, c_ = xp.shape[0], xp.shape[1]
+    length = ho * wo
+    cols = np.empty((c_ * kh * kw, n_ * length), dtype=xp.dtype)
+    for nc in prange(n_ * c_):
+        n = nc // c_
+        c = nc % c_
+        for p in range(kh):
+            for q in range(kw):
+                row = (c * kh + p) * kw + q
+                for i in range(ho):
+                    src = xp[n, c, i * sh + p * dh]
+                    base = n * length + i * wo
+                    if sw == 1:  # contiguous copy: lets LLVM vectorise
+                        cols[row, base:base + wo] = src[q * dw:q * dw + wo]
+                    else:
+                        for j in range(wo):
+                            cols[row, base + j] = src[j * sw + q * dw]
+    return cols
+
+
+@njit(parallel=True, cache=True)
+def _col2im(cols, n_, c_, hp, wp, kh, kw, sh, sw, dh, dw, ho, wo):
+    """Adjoint of ``_im2col``: scatter-add the columns back into image planes."""
+    xp = np.zeros((n_, c_, hp, wp), dtype=cols.dtype)
+    length = ho * wo
+    for nc in prange(n_ * c_):  # each (n, c) plane is written by one iteration only
+        n = nc // c_
+        c = nc % c_
+        for p in range(kh):
+            for q in range(kw):
+                row = (c * kh + p) * kw + q
+                for i in range(ho):
+                    dst = xp[n, c, i * sh + p * dh]
+                    base = n * length + i * wo
+                    for j in range(wo):
+                        dst[j * sw + q * dw] += cols[row, base + j]
+    return xp
+
+
+@njit(parallel=True, cache=True)
+def _direct_forward(xp, w, sh, sw, dh, dw, ho, wo):
+    """Convolution when every group has one input channel (w.shape[1] == 1)."""
+    n_ = xp.shape[0]
+    c_out, _, kh, kw = w.shape
+    out_per_group = c_out // xp.shape[1]
+    y = np.zeros((n_, c_out, ho, wo), dtype=xp.dtype)
+    for no in prange(n_ * c_out):
+        n = no // c_out
+        o = no % c_out
+        c = o // out_per_group
+        for p in range(kh):
+            for q in range(kw):
+                wv = w[o, 0, p, q]
+                for i in range(ho):
+                    src = xp[n, c, i * sh + p * dh]
+                    dst = y[n, o, i]
+                    if sw == 1:  # unit stride: contiguous, vectorisable
+                        for j in range(wo):
+                            dst[j] += wv * src[j + q * dw]
+                    else:
+                        for j in range(wo):
+                            dst[j] += wv * src[j * sw + q * dw]
+    return y
+
+
+@njit(parallel=True, cache=True)
+def _direct_backward_input(gy, w, c_in, hp, wp, sh, sw, dh, dw):
+    """Gradient w.r.t. the padded input for the direct (one channel per group) case."""
+    n_, c_out, ho, wo = gy.shape
+    kh, kw = w.shape[2], w.shape[3]
+    out_per_group = c_out // c_in
+    gxp = np.zeros((n_, c_in, hp, wp), dtype=gy.dtype)
+    for nc in prange(n_ * c_in):  # each (n, c) plane is written by one iteration only
+        n = nc // c_in
+        c = nc % c_in
+        for o in range(c * out_per_group, (c + 1) * out_per_group):
+            for p in range(kh):
+                for q in range(kw):
+                    wv = w[o, 0, p, q]
+                    for i in range(ho):
+                        src = gy[n, o, i]
+                        dst = gxp[n, c, i * sh + p * dh]
+                        for j in range(wo):
+                            dst[j * sw + q * dw] += wv * src[j]
+    return gxp
+
+
+@njit(parallel=True, cache=True)
+def _direct_backward_weight(gy, xp, kh, kw, sh, sw, dh, dw):
+    """Gradient w.r.t. the weight for the direct case; one output channel per iteration."""
+    n_, c_out, ho, wo = gy.shape
+    out_per_group = c_out // xp.shape[1]
+    gw = np.zeros((c_out, 1, kh, kw), dtype=gy.dtype)
+    for o in prange(c_out):
+        c = o // out_per_group
+        for p in range(kh):
+            for q in range(kw):
+                acc = gw[o, 0, p, q]
+                for n in range(n_):
+                    for i in range(ho):
+                        src = xp[n, c, i * sh + p * dh]
+                        g = gy[n, o, i]
+                        for j in range(wo):
+                            acc += g[j] * src[j * sw + q * dw]
+                gw[o, 0, p, q] = acc
+    return gw
+
+
+# ----------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution over an NCHW batch, as ``torch.nn.functional.conv2d``.
+
+    Parameters
+    ----------
+    input : ndarray (N, C_in, H, W), float32 or float64
+    weight : ndarray (C_out, C_in / groups, kH, kW), same dtype
+    bias : ndarray (C_out,) or None
+    stride, dilation : int or pair, >= 1
+    padding : int or pair (>= 0), ``"valid"`` (no padding) or ``"same"``
+        (output size = input size; stride must be 1; an odd total padding
+        puts the extra row/column at the bottom/right, as PyTorch does)
+    groups : int dividing C_in and C_out
+
+    Returns
+    -------
+    ndarray (N, C_out, H_out, W_out) with
+    ``H_out = floor((H + pad_top + pad_bottom - dH*(kH-1) - 1) / sH) + 1``
+    (and likewise for W_out).
+    """
+    x, w, bias, (sh, sw), pads, (dh, dw), groups = _conv_settings(
+        input, weight, bias, stride, padding, dilation, groups)
+    xp = _pad(x, pads)
+    y = _conv_forward(xp, w, groups, sh, sw, dh, dw)
+    if bias is not None:
+        y += bias[None, :, None, None]
+    return y
+
+
+def _out_hw(xp, w, sh, sw, dh, dw):
+    return (conv_output_size(xp.shape[2], w.shape[2], sh, 0, dh),
+            conv_output_size(xp.shape[3], w.shape[3], sw, 0, dw))
+
+
+def _conv_forward(xp, w, groups, sh, sw, dh, dw):
+    n_ = xp.shape[0]
+    c_out, c_per_group, kh, kw = w.shape
+    ho, wo = _out_hw(xp, w, sh, sw, dh, dw)
+    if c_per_group == 1:
+        return _direct_forward(xp, w, sh, sw, dh, dw, ho, wo)
+    cols = _im2col(xp, kh, kw, sh, sw, dh, dw, ho, wo)
+    k = c_per_group * kh * kw
+    w2 = w.reshape(groups, c_out // groups, k)
+    y = np.empty((c_out, n_ * ho * wo), dtype=xp.dtype)
+    for g in range(groups):
+        rows = slice(g * (c_out // groups), (g + 1) * (c_out // groups))
+        np.matmul(w2[g], cols[g * k:(g + 1) * k], out=y[rows])
+    return np.ascontiguousarray(y.reshape(c_out, n_, ho, wo).transpose(1, 0, 2, 3))
+
+
+def conv2d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1,
+                    groups=1):
+    """Gradients of ``conv2d`` with respect to its array inputs.
+
+    ``grad_output`` has the shape of ``conv2d``'s output, (N, C_out, H_out, W_out);
+    the other arguments are the forward's.  Returns
+    ``(grad_input, grad_weight, grad_bias)`` with the shapes of ``input``,
+    ``weight`` and ``bias``; ``grad_bias`` is None when ``bias`` is None.
+
+    grad_weight correlates the padded input with grad_output; grad_input is
+    the transposed convolution of grad_output with the weight.
+    """
+    x, w, bias, (sh, sw), pads, (dh, dw), groups = _conv_settings(
+        input, weight, bias, stride, padding, dilation, groups)
+    gy = check_float_array(grad_output, "grad_output", ndim=4)
+    check_same_dtype(x, "input", gy, "grad_output")
+    xp = _pad(x, pads)
+    n_, c_in, hp, wp = xp.shape
+    c_out, c_per_group, kh, kw = w.shape
+    ho, wo = _out_hw(xp, w, sh, sw, dh, dw)
+    check_shape(gy, "grad_output", (n_, c_out, ho, wo))
+
+    grad_bias = gy.sum(axis=(0, 2, 3)) if bias is not None else None
+    if c_per_group == 1:
+        gw = _direct_backward_weight(gy, xp, kh, kw, sh, sw, dh, dw)
+        gxp = _direct_backward_input(gy, w, c_in, hp, wp, sh, sw, dh, dw)
+        return _unpad(gxp, pads), gw, grad_bias
+
+    cols = _im2col(xp, kh, kw, sh, sw, dh, dw, ho, wo)
+    gy2 = np.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(c_out, n_ * ho * wo)
+    k = c_per_group * kh * kw
+    og = c_out // groups
+    w2 = w.reshape(groups, og, k)
+    gw = np.empty((groups, og, k), dtype=x.dtype)
+    dcols = np.empty_like(cols)
+    for g in range(groups):
+        gy_g = gy2[g * og:(g + 1) * og]
+        np.matmul(gy_g, cols[g * k:(g + 1) * k].T, out=gw[g])
+        np.matmul(w2[g].T, gy_g, out=dcols[g * k:(g + 1) * k])
+    gxp = _col2im(dcols, n_, c_in, hp, wp, kh, kw, sh, sw, dh, dw, ho, wo)
+    return _unpad(gxp, pads), gw.reshape(w.shape), grad_bias

@@ -1,0 +1,212 @@
+"""Max and average pooling over an NCHW batch, as in ``torch.nn.functional``.
+
+A pooling window of size (kH, kW) slides with stride (sH, sW) over the input,
+padded by (pH, pW) on each side (with -inf for max pooling, zeros for
+average pooling).  Output size along one axis:
+
+    out = floor_or_ceil((size + 2p - d*(k-1) - 1) / s) + 1
+
+where ``ceil_mode`` chooses the ceiling; in ceil mode a last window that
+would start inside the right padding is dropped, as PyTorch does.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .._validate import check_bool, check_float_array, check_same_dtype, check_shape, pair
+
+
+def pool_output_size(size, kernel_size, stride, padding=0, dilation=1, ceil_mode=False):
+    """Output length of a pooling window along one axis (PyTorch's rule)."""
+    span = size + 2 * padding - dilation * (kernel_size - 1) - 1
+    if ceil_mode:
+        out = -(-span // stride) + 1
+        if (out - 1) * stride >= size + padding:
+            out -= 1
+    else:
+        out = span // stride + 1
+    return out
+
+
+def _pool_settings(x, kernel_size, stride, padding, dilation, ceil_mode):
+    """Validate pooling arguments; return the array, settings and output size."""
+    x = check_float_array(x, "input", ndim=4)
+    k = pair(kernel_size, "kernel_size", 1)
+    s = k if stride is None or stride == () else pair(stride, "stride", 1)
+    p = pair(padding, "padding", 0)
+    d = pair(dilation, "dilation", 1)
+    ceil_mode = check_bool(ceil_mode, "ceil_mode")
+    for ki, pi in zip(k, p):
+        if pi > ki // 2:
+            raise ValueError(
+                f"padding should be at most half of kernel_size, got padding={padding!r} "
+                f"and kernel_size={kernel_size!r}"
+            )
+    out = []
+    for axis, size, ki, si, pi, di in zip(("height", "width"), x.shape[2:], k, s, p, d):
+        span = di * (ki - 1) + 1
+        if size + 2 * pi < span:
+            raise ValueError(
+                f"kernel_size (effective size {span} with dilation {di}) is larger than the "
+                f"padded input {axis} ({size} + 2*{pi})"
+            )
+        out.append(pool_output_size(size, ki, si, pi, di, ceil_mode))
+    return x, k, s, p, d, tuple(out)
+
+
+# ----------------------------------------------------------------------------
+# Kernels
+# ----------------------------------------------------------------------------
+
+@njit(parallel=True, cache=True)
+def _max_pool_argmax(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
+    """Max over each window and the flat index (into H*W) of the first maximum.
+
+    NaN propagates, as in PyTorch.  A window made only of padding gives -inf
+    and index -1.
+    """
+    n_, c_, h, w = x.shape
+    y = np.empty((n_, c_, ho, wo), dtype=x.dtype)
+    idx = np.empty((n_, c_, ho, wo), dtype=np.int64)
+    for nc in prange(n_ * c_):
+        n = nc // c_
+        c = nc % c_
+        for i in range(ho):
+            for j in range(wo):
+                best = -np.inf
+                arg = -1
+                for p in range(kh):
+                    r = i * sh - ph + p * dh
+                    if r < 0 or r >= h:
+                        continue
+                    for q in range(kw):
+                        col = j * sw - pw + q * dw
+                        if col < 0 or col >= w:
+                            continue
+                        v = x[n, c, r, col]
+                        if v > best or np.isnan(v):
+                            best = v
+                            arg = r * w + col
+                            if np.isnan(v):
+                                break
+                    if arg >= 0 and np.isnan(best):
+                        break
+                y[n, c, i, j] = best
+                idx[n, c, i, j] = arg
+    return y, idx
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_scatter(gy, idx, h, w):
+    """Route each output gradient to the input position that won its window."""
+    n_, c_, ho, wo = gy.shape
+    gx = np.zeros((n_, c_, h * w), dtype=gy.dtype)
+    for nc in prange(n_ * c_):  # one plane per iteration: no write conflicts
+        n = nc // c_
+        c = nc % c_
+        for i in range(ho):
+            for j in range(wo):
+                a = idx[n, c, i, j]
+                if a >= 0:
+                    gx[n, c, a] += gy[n, c, i, j]
+    return gx.reshape(n_, c_, h, w)
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool(x, gy, forward, kh, kw, sh, sw, ph, pw, ho, wo, count_include_pad):
+    """Average pooling forward (``forward=True``: returns y from x) or backward
+    (returns grad_input from gy; ``x`` only gives the shape).
+
+    Divisor as in PyTorch: the window clipped to the padded input when
+    ``count_include_pad``, else the window clipped to the input itself.
+    """
+    n_, c_, h, w = x.shape
+    if forward:
+        out = np.zeros((n_, c_, ho, wo), dtype=x.dtype)
+    else:
+        out = np.zeros((n_, c_, h, w), dtype=x.dtype)
+    for nc in prange(n_ * c_):
+        n = nc // c_
+        c = nc % c_
+        for i in range(ho):
+            r0 = i * sh - ph
+            r1 = min(r0 + kh, h + ph)
+            for j in range(wo):
+                c0 = j * sw - pw
+                c1 = min(c0 + kw, w + pw)
+                size = (r1 - r0) * (c1 - c0)
+                a0, a1 = max(r0, 0), min(r1, h)
+                b0, b1 = max(c0, 0), min(c1, w)
+                if a0 >= a1 or b0 >= b1:
+                    continue
+                if not count_include_pad:
+                    size = (a1 - a0) * (b1 - b0)
+                if forward:
+                    acc = out[n, c, i, j]
+                    for r in range(a0, a1):
+                        for col in range(b0, b1):
+                            acc += x[n, c, r, col]
+                    out[n, c, i, j] = acc / size
+                else:
+                    g = gy[n, c, i, j] / size
+                    for r in range(a0, a1):
+                        for col in range(b0, b1):
+                            out[n, c, r, col] += g
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Max pooling, as ``torch.nn.functional.max_pool2d``.
+
+    input (N, C, H, W) -> output (N, C, H_out, W_out).  ``stride`` defaults to
+    ``kernel_size``; ``padding`` (at most half the kernel) pads with -inf.
+    """
+    x, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = _pool_settings(
+        input, kernel_size, stride, padding, dilation, ceil_mode)
+    y, _ = _max_pool_argmax(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
+    return y
+
+
+def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False):
+    """Gradient of ``max_pool2d`` w.r.t. its input, shape (N, C, H, W).
+
+    Each output's gradient goes to the first maximum of its window (the
+    forward is recomputed to find it); overlapping windows add up.
+    """
+    x, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = _pool_settings(
+        input, kernel_size, stride, padding, dilation, ceil_mode)
+    gy = check_float_array(grad_output, "grad_output", ndim=4)
+    check_same_dtype(x, "input", gy, "grad_output")
+    check_shape(gy, "grad_output", x.shape[:2] + (ho, wo))
+    _, idx = _max_pool_argmax(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
+    return _max_pool_scatter(gy, idx, x.shape[2], x.shape[3])
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """Average pooling, as ``torch.nn.functional.avg_pool2d``.
+
+    input (N, C, H, W) -> output (N, C, H_out, W_out).  With
+    ``count_include_pad`` the zero padding counts in the divisor.
+    """
+    x, (kh, kw), (sh, sw), (ph, pw), _, (ho, wo) = _pool_settings(
+        input, kernel_size, stride, padding, 1, ceil_mode)
+    cip = check_bool(count_include_pad, "count_include_pad")
+    return _avg_pool(x, x[:, :, :0, :0], True, kh, kw, sh, sw, ph, pw, ho, wo, cip)
+
+
+def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
+                        ceil_mode=False, count_include_pad=True):
+    """Gradient of ``avg_pool2d`` w.r.t. its input, shape (N, C, H, W)."""
+    x, (kh, kw), (sh, sw), (ph, pw), _, (ho, wo) = _pool_settings(
+        input, kernel_size, stride, padding, 1, ceil_mode)
+    cip = check_bool(count_include_pad, "count_include_pad")
+    gy = check_float_array(grad_output, "grad_output", ndim=4)
+    check_same_dtype(x, "input", gy, "grad_output")
+    check_shape(gy, "grad_output", x.shape[:2] + (ho, wo))
+    return _avg_pool(x, gy, False, kh, kw, sh, sw, ph, pw, ho, wo, cip)
