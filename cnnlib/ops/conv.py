@@ -114,72 +114,125 @@ def _unpad(xp, pads):
 # Kernels (no validation: they trust their caller)
 # ----------------------------------------------------------------------------
 
+def _row_width(sh, sw, wo, wp):
+    """Width of one output row in the column matrices: ``wp`` ("wide") at unit stride."""
+    return wp if sh == 1 and sw == 1 else wo
+
+
 @njit(parallel=True, cache=True)
 def _im2col(xp, kh, kw, sh, sw, dh, dw, ho, wo):
-    """cols[(c*kh + p)*kw + q, (n*ho + i)*wo + j] = xp[n, c, i*sh + p*dh, j*sw + q*dw]."""
-    n_, c_ = xp.shape[0], xp.shape[1]
-    length = ho * wo
+    """Copy receptive fields into columns: row ``(c*kh + p)*kw + q`` holds tap (p, q) of channel c.
+
+    At unit stride the columns use the "wide" layout: output row i of sample
+    n starts at column n*ho*wp + i*wp, so each tap of each plane is ONE
+    contiguous copy; the wp - wo junk columns per row are dropped after the
+    matrix product (the last row's junk is zero-filled).  Otherwise column
+    (n*ho + i)*wo + j holds output (i, j).
+    """
+    n_, c_, hp, wp = xp.shape
+    wide = sh == 1 and sw == 1
+    length = ho * (wp if wide else wo)
+    m = (ho - 1) * wp + wo
     cols = np.empty((c_ * kh * kw, n_ * length), dtype=xp.dtype)
     for nc in prange(n_ * c_):
         n = nc // c_
         c = nc % c_
+        plane = xp[n, c].ravel()
         for p in range(kh):
             for q in range(kw):
-                row = (c * kh + p) * kw + q
-                for i in range(ho):
-                    src = xp[n, c, i * sh + p * dh]
-                    base = n * length + i * wo
-                    if sw == 1:  # contiguous copy: lets LLVM vectorise
-                        cols[row, base:base + wo] = src[q * dw:q * dw + wo]
-                    else:
+                dst = cols[(c * kh + p) * kw + q, n * length:(n + 1) * length]
+                if wide:
+                    off = p * dh * wp + q * dw
+                    dst[:m] = plane[off:off + m]
+                    dst[m:] = 0
+                else:
+                    for i in range(ho):
+                        base = (i * sh + p * dh) * wp + q * dw
                         for j in range(wo):
-                            cols[row, base + j] = src[j * sw + q * dw]
+                            dst[i * wo + j] = plane[base + j * sw]
     return cols
 
 
 @njit(parallel=True, cache=True)
 def _col2im(cols, n_, c_, hp, wp, kh, kw, sh, sw, dh, dw, ho, wo):
-    """Adjoint of ``_im2col``: scatter-add the columns back into image planes."""
+    """Adjoint of ``_im2col``: scatter-add the columns back into image planes.
+
+    In the wide layout the junk columns must hold zeros (they do when they
+    come from a gradient whose junk columns are zero).
+    """
     xp = np.zeros((n_, c_, hp, wp), dtype=cols.dtype)
-    length = ho * wo
+    wide = sh == 1 and sw == 1
+    length = ho * (wp if wide else wo)
+    m = (ho - 1) * wp + wo
     for nc in prange(n_ * c_):  # each (n, c) plane is written by one iteration only
         n = nc // c_
         c = nc % c_
+        plane = xp[n, c].ravel()
         for p in range(kh):
             for q in range(kw):
-                row = (c * kh + p) * kw + q
-                for i in range(ho):
-                    dst = xp[n, c, i * sh + p * dh]
-                    base = n * length + i * wo
-                    for j in range(wo):
-                        dst[j * sw + q * dw] += cols[row, base + j]
+                src = cols[(c * kh + p) * kw + q, n * length:(n + 1) * length]
+                if wide:
+                    dst = plane[p * dh * wp + q * dw:]
+                    for t in range(m):
+                        dst[t] += src[t]
+                else:
+                    for i in range(ho):
+                        base = (i * sh + p * dh) * wp + q * dw
+                        for j in range(wo):
+                            plane[base + j * sw] += src[i * wo + j]
     return xp
 
+
+# The direct kernels work on whole flattened planes.  With unit column stride
+# an output row i starts at flat offset i*wp in the "wide" output of width wp
+# (the padded input width): tap (p, q) then adds w[p, q] times one contiguous
+# run of the input plane, so each inner loop runs over ~ho*wp elements and
+# vectorises (rows of 28 would be too short for 16-lane AVX-512 loops).  The
+# wp - wo junk columns of each wide row are dropped at the end.
 
 @njit(parallel=True, cache=True)
 def _direct_forward(xp, w, sh, sw, dh, dw, ho, wo):
     """Convolution when every group has one input channel (w.shape[1] == 1)."""
-    n_ = xp.shape[0]
+    n_, c_in, hp, wp = xp.shape
     c_out, _, kh, kw = w.shape
-    out_per_group = c_out // xp.shape[1]
-    y = np.zeros((n_, c_out, ho, wo), dtype=xp.dtype)
+    out_per_group = c_out // c_in
+    y = np.empty((n_, c_out, ho, wo), dtype=xp.dtype)
     for no in prange(n_ * c_out):
         n = no // c_out
         o = no % c_out
-        c = o // out_per_group
-        for p in range(kh):
-            for q in range(kw):
-                wv = w[o, 0, p, q]
-                for i in range(ho):
-                    src = xp[n, c, i * sh + p * dh]
-                    dst = y[n, o, i]
-                    if sw == 1:  # unit stride: contiguous, vectorisable
+        plane = xp[n, o // out_per_group].ravel()
+        if sh == 1 and sw == 1:
+            length = (ho - 1) * wp + wo
+            acc = np.zeros(length, dtype=xp.dtype)
+            for p in range(kh):
+                for q in range(kw):
+                    wv = w[o, 0, p, q]
+                    src = plane[p * dh * wp + q * dw:]
+                    for t in range(length):
+                        acc[t] += wv * src[t]
+            for i in range(ho):
+                y[n, o, i] = acc[i * wp:i * wp + wo]
+        else:
+            acc2 = np.zeros((ho, wo), dtype=xp.dtype)
+            for p in range(kh):
+                for q in range(kw):
+                    wv = w[o, 0, p, q]
+                    for i in range(ho):
+                        base = (i * sh + p * dh) * wp + q * dw
                         for j in range(wo):
-                            dst[j] += wv * src[j + q * dw]
-                    else:
-                        for j in range(wo):
-                            dst[j] += wv * src[j * sw + q * dw]
+                            acc2[i, j] += wv * plane[base + j * sw]
+            y[n, o] = acc2
     return y
+
+
+@njit(cache=True)
+def _wide_grad(gy_plane, wp):
+    """Copy an (ho, wo) gradient plane into a zero-filled wide buffer of row width wp."""
+    ho, wo = gy_plane.shape
+    g = np.zeros((ho - 1) * wp + wo, dtype=gy_plane.dtype)
+    for i in range(ho):
+        g[i * wp:i * wp + wo] = gy_plane[i]
+    return g
 
 
 @njit(parallel=True, cache=True)
@@ -192,36 +245,60 @@ def _direct_backward_input(gy, w, c_in, hp, wp, sh, sw, dh, dw):
     for nc in prange(n_ * c_in):  # each (n, c) plane is written by one iteration only
         n = nc // c_in
         c = nc % c_in
+        dst = gxp[n, c].ravel()
         for o in range(c * out_per_group, (c + 1) * out_per_group):
-            for p in range(kh):
-                for q in range(kw):
-                    wv = w[o, 0, p, q]
-                    for i in range(ho):
-                        src = gy[n, o, i]
-                        dst = gxp[n, c, i * sh + p * dh]
-                        for j in range(wo):
-                            dst[j * sw + q * dw] += wv * src[j]
+            if sh == 1 and sw == 1:
+                g = _wide_grad(gy[n, o], wp)
+                for p in range(kh):
+                    for q in range(kw):
+                        wv = w[o, 0, p, q]
+                        d = dst[p * dh * wp + q * dw:]
+                        for t in range(g.size):
+                            d[t] += wv * g[t]
+            else:
+                for p in range(kh):
+                    for q in range(kw):
+                        wv = w[o, 0, p, q]
+                        for i in range(ho):
+                            base = (i * sh + p * dh) * wp + q * dw
+                            for j in range(wo):
+                                dst[base + j * sw] += wv * gy[n, o, i, j]
     return gxp
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
 def _direct_backward_weight(gy, xp, kh, kw, sh, sw, dh, dw):
-    """Gradient w.r.t. the weight for the direct case; one output channel per iteration."""
+    """Gradient w.r.t. the weight for the direct case; one output channel per iteration.
+
+    ``reassoc`` lets LLVM vectorise the dot products (the sum order changes,
+    as it does in any BLAS); no inf/nan checks happen here.
+    """
     n_, c_out, ho, wo = gy.shape
+    wp = xp.shape[3]
     out_per_group = c_out // xp.shape[1]
     gw = np.zeros((c_out, 1, kh, kw), dtype=gy.dtype)
     for o in prange(c_out):
         c = o // out_per_group
-        for p in range(kh):
-            for q in range(kw):
-                acc = gw[o, 0, p, q]
-                for n in range(n_):
-                    for i in range(ho):
-                        src = xp[n, c, i * sh + p * dh]
-                        g = gy[n, o, i]
-                        for j in range(wo):
-                            acc += g[j] * src[j * sw + q * dw]
-                gw[o, 0, p, q] = acc
+        for n in range(n_):
+            plane = xp[n, c].ravel()
+            if sh == 1 and sw == 1:
+                g = _wide_grad(gy[n, o], wp)
+                for p in range(kh):
+                    for q in range(kw):
+                        src = plane[p * dh * wp + q * dw:]
+                        acc = gy.dtype.type(0)
+                        for t in range(g.size):
+                            acc += g[t] * src[t]
+                        gw[o, 0, p, q] += acc
+            else:
+                for p in range(kh):
+                    for q in range(kw):
+                        acc = gy.dtype.type(0)
+                        for i in range(ho):
+                            base = (i * sh + p * dh) * wp + q * dw
+                            for j in range(wo):
+                                acc += gy[n, o, i, j] * plane[base + j * sw]
+                        gw[o, 0, p, q] += acc
     return gw
 
 
@@ -269,14 +346,15 @@ def _conv_forward(xp, w, groups, sh, sw, dh, dw):
     ho, wo = _out_hw(xp, w, sh, sw, dh, dw)
     if c_per_group == 1:
         return _direct_forward(xp, w, sh, sw, dh, dw, ho, wo)
+    rw = _row_width(sh, sw, wo, xp.shape[3])
     cols = _im2col(xp, kh, kw, sh, sw, dh, dw, ho, wo)
     k = c_per_group * kh * kw
     w2 = w.reshape(groups, c_out // groups, k)
-    y = np.empty((c_out, n_ * ho * wo), dtype=xp.dtype)
+    y = np.empty((c_out, n_ * ho * rw), dtype=xp.dtype)
     for g in range(groups):
         rows = slice(g * (c_out // groups), (g + 1) * (c_out // groups))
         np.matmul(w2[g], cols[g * k:(g + 1) * k], out=y[rows])
-    return np.ascontiguousarray(y.reshape(c_out, n_, ho, wo).transpose(1, 0, 2, 3))
+    return np.ascontiguousarray(y.reshape(c_out, n_, ho, rw)[..., :wo].transpose(1, 0, 2, 3))
 
 
 def conv2d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1,
@@ -308,7 +386,10 @@ def conv2d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, 
         return _unpad(gxp, pads), gw, grad_bias
 
     cols = _im2col(xp, kh, kw, sh, sw, dh, dw, ho, wo)
-    gy2 = np.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(c_out, n_ * ho * wo)
+    rw = _row_width(sh, sw, wo, wp)
+    gy2 = np.zeros((c_out, n_, ho, rw), dtype=x.dtype)  # junk columns stay zero
+    gy2[..., :wo] = gy.transpose(1, 0, 2, 3)
+    gy2 = gy2.reshape(c_out, n_ * ho * rw)
     k = c_per_group * kh * kw
     og = c_out // groups
     w2 = w.reshape(groups, og, k)
