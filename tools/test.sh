@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Every test of the project, from the repository root:
+#   1. pytest for the library (tests/);
+#   2. nbval in strict mode on every notebook listed in _toc.yml
+#      (stored text outputs must reproduce; see nbval_sanitize.cfg);
+#   3. the book build with warnings as errors.
+# MNIST is found through cnnlib.datasets.load_mnist: $CNNLIB_DATA, the user
+# cache, or a verified download.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== library tests"
+python -m pytest tests
+
+echo "== notebooks (nbval, strict)"
+python tools/toc_notebooks.py > /dev/null  # fails loudly on a toc entry with no file
+notebooks=$(python tools/toc_notebooks.py)
+if [ -n "$notebooks" ]; then
+    # shellcheck disable=SC2086
+    python -m pytest --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg \
+        -p no:cacheprovider $notebooks
+fi
+
+echo "== book (jupyter-book build -W)"
+jupyter-book build . --all -W -n --keep-going
