@@ -32,7 +32,8 @@ def _pool_settings(x, kernel_size, stride, padding, dilation, ceil_mode):
     """Validate pooling arguments; return the array, settings and output size."""
     x = check_float_array(x, "input", ndim=4)
     k = pair(kernel_size, "kernel_size", 1)
-    s = k if stride is None or stride == () else pair(stride, "stride", 1)
+    no_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
+    s = k if no_stride else pair(stride, "stride", 1)
     p = pair(padding, "padding", 0)
     d = pair(dilation, "dilation", 1)
     ceil_mode = check_bool(ceil_mode, "ceil_mode")
@@ -62,7 +63,7 @@ def _pool_settings(x, kernel_size, stride, padding, dilation, ceil_mode):
 def _max_pool_argmax(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
     """Max over each window and the flat index (into H*W) of the first maximum.
 
-    NaN propagates, as in PyTorch.  A window made only of padding gives -inf
+    NaN propagates, as in PyTorch (the index is that of the window's last NaN).  A window made only of padding gives -inf
     and index -1.
     """
     n_, c_, h, w = x.shape
@@ -84,13 +85,11 @@ def _max_pool_argmax(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
                         if col < 0 or col >= w:
                             continue
                         v = x[n, c, r, col]
-                        if v > best or np.isnan(v):
+                        # as PyTorch: a NaN always wins (so the last NaN does),
+                        # and the first real element starts the search even at -inf
+                        if v > best or np.isnan(v) or arg < 0:
                             best = v
                             arg = r * w + col
-                            if np.isnan(v):
-                                break
-                    if arg >= 0 and np.isnan(best):
-                        break
                 y[n, c, i, j] = best
                 idx[n, c, i, j] = arg
     return y, idx
