@@ -1,0 +1,121 @@
+"""Tests for cnnlib.bench: its rows, its NumPy baseline and its command line.
+
+Quick mode on the tiny cases only; no timing assertions (speed is what the
+benchmark prints, not what a test checks).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlib import bench
+from cnnlib import functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+FIELDS = {"case", "group", "pass", "cnnlib_ms", "numpy_ms", "torch_ms", "ratio_torch",
+          "ratio_numpy", "gflops", "err_numpy", "err_torch", "max_rel_err"}
+NO_TORCH = "PyTorch is not installed: the torch columns are n/a"
+
+
+@pytest.fixture(scope="module")
+def result():
+    return bench.run(cases="tiny", threads=1, quick=True)
+
+
+def test_rows_have_the_expected_fields(result):
+    names = [c.name for c in bench.TINY_CASES]
+    assert [(r["case"], r["pass"]) for r in result["rows"]] == [
+        (n, p) for n in names for p in ("fwd", "bwd")]
+    for row in result["rows"]:
+        assert set(row) == FIELDS
+        assert row["cnnlib_ms"] > 0 and row["numpy_ms"] > 0 and row["gflops"] > 0
+        assert row["ratio_numpy"] == pytest.approx(row["cnnlib_ms"] / row["numpy_ms"])
+
+
+def test_numpy_baseline_agrees_with_cnnlib(result):
+    for row in result["rows"]:
+        assert row["err_numpy"] < 1e-4, row
+
+
+def test_machine_and_summary(result):
+    machine = result["machine"]
+    assert machine["threads"] == 1 and machine["sgemm_gflops"] > 0
+    assert {"cpu", "numpy", "numba", "torch", "blas", "other_processes_cores"} <= set(machine)
+    assert [s["label"] for s in result["summary"]] == [t[0] for t in bench.TARGETS]
+    assert [s["target"] for s in result["summary"]] == [1.0, 2.0, 2.5, 1.5]
+    report = bench.format_report(result)
+    assert report.startswith("machine: ") and "tiny-conv" in report
+
+
+@pytest.mark.skipif(bench.torch is None, reason=NO_TORCH)
+def test_torch_columns(result):
+    for row in result["rows"]:
+        assert row["torch_ms"] > 0 and row["err_torch"] < 1e-4, row
+        assert row["max_rel_err"] >= max(row["err_numpy"], row["err_torch"])
+
+
+def test_runs_without_torch(monkeypatch):
+    monkeypatch.setattr(bench, "torch", None)
+    monkeypatch.setattr(bench, "TORCH_MISSING", "PyTorch is not installed (test)")
+    result = bench.run(cases=["tiny-pool"], threads=1, quick=True)
+    for row in result["rows"]:
+        assert row["torch_ms"] is None and row["ratio_torch"] is None and row["err_torch"] is None
+    assert "PyTorch is not installed (test)" in result["notes"]
+    assert all(s["met"] is None for s in result["summary"])
+    assert "n/a" in bench.format_report(result)
+
+
+@pytest.mark.parametrize("case", bench.TINY_CASES + bench.CASES[:2], ids=lambda c: c.name)
+def test_numpy_backward_matches_cnnlib(case):
+    x, w, b, gy = bench.make_arrays(case, seed=1)
+    if case.op == "maxpool":
+        got = [bench.numpy_max_pool2d_backward(gy, x, case.kernel, case.stride, case.padding)]
+        want = [F.max_pool2d_backward(gy, x, case.kernel, case.stride, case.padding)]
+    else:
+        args = (case.stride, case.padding, case.dilation, case.groups)
+        got = bench.numpy_conv2d_backward(gy, x, w, b, *args)
+        want = F.conv2d_backward(gy, x, w, b, *args)
+    for g, ref in zip(got, want):
+        assert g.shape == ref.shape
+        assert bench.rel_err(g, ref) < 1e-5
+
+
+def test_select_cases():
+    assert bench.select_cases() == bench.CASES
+    assert [c.name for c in bench.select_cases("LeNet-conv")] == ["lenet-conv1", "lenet-conv2"]
+    assert len(bench.select_cases("lenet,lenet-pool1")) == 4  # no duplicates
+    with pytest.raises(ValueError, match="no case name contains 'resnet-50'"):
+        bench.select_cases("resnet-50")
+
+
+def test_flop_count():
+    conv1 = bench.CASES[0]
+    assert bench.flop_count(conv1, "fwd") == 2 * 64 * 6 * 28 * 28 * 1 * 5 * 5
+    assert bench.flop_count(conv1, "bwd") == 2 * bench.flop_count(conv1, "fwd")
+    assert bench.flop_count(bench.CASES[2], "fwd") == 64 * 6 * 14 * 14 * 4
+
+
+def test_command_line_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnlib.bench", "--quick", "--threads", "1",
+         "--cases", "tiny-conv,tiny-pool", "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("machine: ")
+    data = json.loads(out.read_text())
+    assert {"machine", "rows", "summary", "notes"} <= set(data)
+    assert [r["case"] for r in data["rows"]] == ["tiny-conv"] * 2 + ["tiny-pool"] * 2
+
+
+def test_command_line_rejects_unknown_case(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--cases", "nope"])
+    assert exc.value.code == 2
+    assert "no case name contains 'nope'" in capsys.readouterr().err
