@@ -45,7 +45,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import numba
@@ -494,6 +496,40 @@ def run(cases=None, threads=2, min_time=0.3, quick=False):
     return {"machine": machine, "rows": rows, "summary": summarise(rows), "notes": notes}
 
 
+STARTUP_SNIPPET = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+from cnnlib import nn, zoo
+t1 = time.perf_counter()
+model = zoo.lenet5(rng=0)
+x = np.random.default_rng(0).standard_normal((64, 1, 28, 28)).astype(np.float32)
+loss = nn.CrossEntropyLoss()
+loss(model(x), np.arange(64) % 10)
+model.backward(loss.backward())
+print(t1 - t0, time.perf_counter() - t1)
+"""
+
+
+def startup_times():
+    """Seconds for ``import cnnlib`` and for the first LeNet-5 forward+backward
+    in a new process, with an empty Numba cache ("cold") and then with the
+    cache that run left behind ("warm").  Uses a temporary NUMBA_CACHE_DIR."""
+    result = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("cold", "warm"):
+            out = subprocess.run([sys.executable, "-c", STARTUP_SNIPPET], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            result[label] = {"import_s": float(out[0]), "first_step_s": float(out[1])}
+    return result
+
+
+def format_startup(times):
+    return "\n".join(f"startup, {label} Numba cache: import cnnlib {t['import_s']:.2f} s, first "
+                     f"LeNet-5 forward+backward {t['first_step_s']:.2f} s" for label, t in times.items())
+
+
 def _fmt(value, spec, width):
     return f"{'n/a':>{width}}" if value is None else f"{value:>{width}{spec}}"
 
@@ -548,6 +584,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="2 timed calls per measurement")
     parser.add_argument("--cases", help=f"comma-separated name filters; names: {names}")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--startup", action="store_true",
+                        help="also time import and the first LeNet-5 step in new processes, "
+                             "with an empty and with a warm Numba cache")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be positive, got {args.threads}")
@@ -556,6 +595,9 @@ def main(argv=None):
     except ValueError as exc:
         parser.error(str(exc))
     print(format_report(result))
+    if args.startup:
+        result["startup"] = startup_times()
+        print(format_startup(result["startup"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -119,3 +119,11 @@ def test_command_line_rejects_unknown_case(capsys):
         bench.main(["--cases", "nope"])
     assert exc.value.code == 2
     assert "no case name contains 'nope'" in capsys.readouterr().err
+
+
+def test_startup_times_cold_and_warm():
+    times = bench.startup_times()
+    assert set(times) == {"cold", "warm"}
+    for t in times.values():
+        assert t["import_s"] > 0 and t["first_step_s"] > 0
+    assert "warm Numba cache" in bench.format_startup(times)

@@ -340,21 +340,37 @@ def _out_hw(xp, w, sh, sw, dh, dw):
             conv_output_size(xp.shape[3], w.shape[3], sw, 0, dw))
 
 
+# Column matrices are built a few samples at a time: a chunk of at most
+# _CHUNK_BYTES stays in cache between the im2col and the matrix product, and
+# malloc recycles a buffer of that size instead of asking the kernel for fresh
+# zeroed pages on every call (which cost more than the copy itself).
+_CHUNK_BYTES = 8 << 20
+
+
+def _chunks(n_, k_total, length, itemsize):
+    per_sample = max(1, k_total * length * itemsize)
+    step = max(1, min(n_, _CHUNK_BYTES // per_sample))
+    return [slice(start, min(start + step, n_)) for start in range(0, n_, step)]
+
+
 def _conv_forward(xp, w, groups, sh, sw, dh, dw):
-    n_ = xp.shape[0]
+    n_, c_in, _, wp = xp.shape
     c_out, c_per_group, kh, kw = w.shape
     ho, wo = _out_hw(xp, w, sh, sw, dh, dw)
     if c_per_group == 1:
         return _direct_forward(xp, w, sh, sw, dh, dw, ho, wo)
-    rw = _row_width(sh, sw, wo, xp.shape[3])
-    cols = _im2col(xp, kh, kw, sh, sw, dh, dw, ho, wo)
+    rw = _row_width(sh, sw, wo, wp)
     k = c_per_group * kh * kw
-    w2 = w.reshape(groups, c_out // groups, k)
-    y = np.empty((c_out, n_ * ho * rw), dtype=xp.dtype)
-    for g in range(groups):
-        rows = slice(g * (c_out // groups), (g + 1) * (c_out // groups))
-        np.matmul(w2[g], cols[g * k:(g + 1) * k], out=y[rows])
-    return np.ascontiguousarray(y.reshape(c_out, n_, ho, rw)[..., :wo].transpose(1, 0, 2, 3))
+    og = c_out // groups
+    w2 = w.reshape(groups, og, k)
+    y = np.empty((n_, c_out, ho, wo), dtype=xp.dtype)
+    for chunk in _chunks(n_, c_in * kh * kw, ho * rw, xp.itemsize):
+        cols = _im2col(xp[chunk], kh, kw, sh, sw, dh, dw, ho, wo)
+        yc = np.empty((c_out, cols.shape[1]), dtype=xp.dtype)
+        for g in range(groups):
+            np.matmul(w2[g], cols[g * k:(g + 1) * k], out=yc[g * og:(g + 1) * og])
+        y[chunk] = yc.reshape(c_out, -1, ho, rw)[..., :wo].transpose(1, 0, 2, 3)
+    return y
 
 
 def conv2d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1,
@@ -385,19 +401,22 @@ def conv2d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, 
         gxp = _direct_backward_input(gy, w, c_in, hp, wp, sh, sw, dh, dw)
         return _unpad(gxp, pads), gw, grad_bias
 
-    cols = _im2col(xp, kh, kw, sh, sw, dh, dw, ho, wo)
     rw = _row_width(sh, sw, wo, wp)
-    gy2 = np.zeros((c_out, n_, ho, rw), dtype=x.dtype)  # junk columns stay zero
-    gy2[..., :wo] = gy.transpose(1, 0, 2, 3)
-    gy2 = gy2.reshape(c_out, n_ * ho * rw)
     k = c_per_group * kh * kw
     og = c_out // groups
     w2 = w.reshape(groups, og, k)
-    gw = np.empty((groups, og, k), dtype=x.dtype)
-    dcols = np.empty_like(cols)
-    for g in range(groups):
-        gy_g = gy2[g * og:(g + 1) * og]
-        np.matmul(gy_g, cols[g * k:(g + 1) * k].T, out=gw[g])
-        np.matmul(w2[g].T, gy_g, out=dcols[g * k:(g + 1) * k])
-    gxp = _col2im(dcols, n_, c_in, hp, wp, kh, kw, sh, sw, dh, dw, ho, wo)
+    gw = np.zeros((groups, og, k), dtype=x.dtype)
+    gxp = np.empty_like(xp)
+    for chunk in _chunks(n_, c_in * kh * kw, ho * rw, xp.itemsize):
+        cols = _im2col(xp[chunk], kh, kw, sh, sw, dh, dw, ho, wo)
+        nc = cols.shape[1] // (ho * rw)
+        gy2 = np.zeros((c_out, nc, ho, rw), dtype=x.dtype)  # junk columns stay zero
+        gy2[..., :wo] = gy[chunk].transpose(1, 0, 2, 3)
+        gy2 = gy2.reshape(c_out, -1)
+        dcols = np.empty_like(cols)
+        for g in range(groups):
+            gy_g = gy2[g * og:(g + 1) * og]
+            gw[g] += gy_g @ cols[g * k:(g + 1) * k].T
+            np.matmul(w2[g].T, gy_g, out=dcols[g * k:(g + 1) * k])
+        gxp[chunk] = _col2im(dcols, nc, c_in, hp, wp, kh, kw, sh, sw, dh, dw, ho, wo)
     return _unpad(gxp, pads), gw.reshape(w.shape), grad_bias
