@@ -59,55 +59,61 @@ def _pool_settings(x, kernel_size, stride, padding, dilation, ceil_mode):
 # Kernels
 # ----------------------------------------------------------------------------
 
-@njit(parallel=True, cache=True)
-def _max_pool_argmax(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
-    """Max over each window and the flat index (into H*W) of the first maximum.
+@njit(cache=True, inline="always")
+def _window_max(plane, i, j, kh, kw, sh, sw, ph, pw, dh, dw):
+    """Max of window (i, j) of one (H, W) plane and the flat index of its winner.
 
-    NaN propagates, as in PyTorch (the index is that of the window's last NaN).  A window made only of padding gives -inf
-    and index -1.
+    As in PyTorch: the first maximum wins, a NaN always wins (so the last NaN
+    does), and the first real element starts the search even at -inf.  A
+    window made only of padding gives (-inf, -1).
     """
-    n_, c_, h, w = x.shape
+    h, w = plane.shape
+    best = -np.inf
+    arg = -1
+    for p in range(kh):
+        r = i * sh - ph + p * dh
+        if r < 0 or r >= h:
+            continue
+        for q in range(kw):
+            col = j * sw - pw + q * dw
+            if col < 0 or col >= w:
+                continue
+            v = plane[r, col]
+            if v > best or np.isnan(v) or arg < 0:
+                best = v
+                arg = r * w + col
+    return best, arg
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
+    n_, c_ = x.shape[0], x.shape[1]
     y = np.empty((n_, c_, ho, wo), dtype=x.dtype)
-    idx = np.empty((n_, c_, ho, wo), dtype=np.int64)
     for nc in prange(n_ * c_):
         n = nc // c_
         c = nc % c_
+        plane = x[n, c]
         for i in range(ho):
             for j in range(wo):
-                best = -np.inf
-                arg = -1
-                for p in range(kh):
-                    r = i * sh - ph + p * dh
-                    if r < 0 or r >= h:
-                        continue
-                    for q in range(kw):
-                        col = j * sw - pw + q * dw
-                        if col < 0 or col >= w:
-                            continue
-                        v = x[n, c, r, col]
-                        # as PyTorch: a NaN always wins (so the last NaN does),
-                        # and the first real element starts the search even at -inf
-                        if v > best or np.isnan(v) or arg < 0:
-                            best = v
-                            arg = r * w + col
-                y[n, c, i, j] = best
-                idx[n, c, i, j] = arg
-    return y, idx
+                y[n, c, i, j] = _window_max(plane, i, j, kh, kw, sh, sw, ph, pw, dh, dw)[0]
+    return y
 
 
 @njit(parallel=True, cache=True)
-def _max_pool_scatter(gy, idx, h, w):
-    """Route each output gradient to the input position that won its window."""
-    n_, c_, ho, wo = gy.shape
+def _max_pool_backward(gy, x, kh, kw, sh, sw, ph, pw, dh, dw):
+    """Find each window's winner again and add the window's gradient to it."""
+    n_, c_, h, w = x.shape
+    ho, wo = gy.shape[2], gy.shape[3]
     gx = np.zeros((n_, c_, h * w), dtype=gy.dtype)
     for nc in prange(n_ * c_):  # one plane per iteration: no write conflicts
         n = nc // c_
         c = nc % c_
+        plane = x[n, c]
         for i in range(ho):
             for j in range(wo):
-                a = idx[n, c, i, j]
-                if a >= 0:
-                    gx[n, c, a] += gy[n, c, i, j]
+                arg = _window_max(plane, i, j, kh, kw, sh, sw, ph, pw, dh, dw)[1]
+                if arg >= 0:
+                    gx[n, c, arg] += gy[n, c, i, j]
     return gx.reshape(n_, c_, h, w)
 
 
@@ -166,8 +172,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """
     x, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = _pool_settings(
         input, kernel_size, stride, padding, dilation, ceil_mode)
-    y, _ = _max_pool_argmax(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
-    return y
+    return _max_pool_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
 
 
 def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
@@ -182,8 +187,7 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     gy = check_float_array(grad_output, "grad_output", ndim=4)
     check_same_dtype(x, "input", gy, "grad_output")
     check_shape(gy, "grad_output", x.shape[:2] + (ho, wo))
-    _, idx = _max_pool_argmax(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
-    return _max_pool_scatter(gy, idx, x.shape[2], x.shape[3])
+    return _max_pool_backward(gy, x, kh, kw, sh, sw, ph, pw, dh, dw)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
