@@ -8,7 +8,7 @@ returns the gradient of each array input in order.
 """
 
 from .ops.activation import relu, relu_backward, sigmoid, sigmoid_backward, tanh, tanh_backward
-from .ops.conv import conv2d, conv2d_backward, conv_output_size
+from .ops.conv import conv2d, conv2d_backward, conv_output_size, padding_amounts
 from .ops.linear import linear, linear_backward
 from .ops.loss import (cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward,
                        softmax, softmax_backward)
@@ -16,7 +16,7 @@ from .ops.pool import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_b
                        pool_output_size)
 
 __all__ = [
-    "conv2d", "conv2d_backward", "conv_output_size",
+    "conv2d", "conv2d_backward", "conv_output_size", "padding_amounts",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "pool_output_size",
     "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
     "linear", "linear_backward",

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.signal import correlate2d
 from scipy.special import expit
 
 import naive
@@ -579,7 +580,7 @@ BAD_INPUTS = {
     "conv padding triple": (lambda: F.conv2d(X, W, padding=(1, 1, 1)), TypeError, r"^padding must be an int"),
     "conv same with stride 2": (lambda: F.conv2d(X, W, stride=2, padding="same"), ValueError,
                                 r"^padding='same' requires stride 1"),
-    "conv unknown padding string": (lambda: F.conv2d(X, W, padding="full"), ValueError, r"^padding .*'full'"),
+    "conv unknown padding string": (lambda: F.conv2d(X, W, padding="circular"), ValueError, r"^padding .*'circular'"),
     "conv bias wrong shape": (lambda: F.conv2d(X, W, np.zeros(2)), ValueError, r"^bias must have shape \(3,\)"),
     "conv bias 2-d": (lambda: F.conv2d(X, W, np.zeros((3, 1))), ValueError, r"^bias must be 1-d"),
     "conv grad_output wrong shape": (lambda: F.conv2d_backward(np.zeros((1, 3, 4, 4)), X, W), ValueError,
@@ -707,3 +708,27 @@ def test_pool_random_settings_either_work_or_raise_cleanly(k, stride, padding, d
             assert type(e) in (ValueError, TypeError), repr(e)
             continue
         np.testing.assert_allclose(y, ref(x, k, stride, padding, ceil_mode=ceil_mode, **kw))
+
+
+@pytest.mark.parametrize("k,d", [(3, 1), (2, 1), (3, 2)])
+def test_full_padding_gives_the_full_convolution_size(k, d):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 1, 6, 7))
+    w = rng.standard_normal((1, 1, k, k))
+    y = F.conv2d(x, w, padding="full", dilation=d)
+    span = d * (k - 1) + 1
+    assert y.shape == (1, 1, 6 + span - 1, 7 + span - 1)
+    assert y.shape[2] == F.conv_output_size(6, k, 1, "full", d)
+    ref = naive.conv2d(x, w, padding=d * (k - 1), dilation=d)
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    if d == 1:  # full cross-correlation, as scipy defines it
+        np.testing.assert_allclose(y[0, 0], correlate2d(x[0, 0], w[0, 0], mode="full"), atol=1e-12)
+
+
+def test_padding_amounts_for_each_mode():
+    assert F.padding_amounts("valid", 3) == (0, 0)
+    assert F.padding_amounts("same", 4) == (1, 2)
+    assert F.padding_amounts("full", 3, dilation=2) == (4, 4)
+    assert F.padding_amounts(2, 5) == (2, 2)
+    with pytest.raises(ValueError, match="padding"):
+        F.padding_amounts("circular", 3)

@@ -28,13 +28,38 @@ from .._validate import check_float_array, check_same_dtype, check_shape, pair, 
 # Settings and shapes
 # ----------------------------------------------------------------------------
 
+def padding_amounts(padding, kernel_size, dilation=1):
+    """(before, after) zero padding along one axis for an int or a mode.
+
+    ``"valid"``: none.  ``"same"``: ``dilation*(kernel_size-1)`` in total,
+    the odd one at the end (PyTorch's rule; output size = input size at
+    stride 1).  ``"full"``: ``dilation*(kernel_size-1)`` on each side, so that
+    every output touches at least one input (output size = input size +
+    effective kernel size - 1).  An int pads both sides equally.
+    """
+    total = dilation * (kernel_size - 1)
+    if padding == "valid":
+        return 0, 0
+    if padding == "same":
+        return total // 2, total - total // 2
+    if padding == "full":
+        return total, total
+    if _is_int(padding) and padding >= 0:
+        return int(padding), int(padding)
+    raise ValueError(f"padding must be a non-negative int, 'valid', 'same' or 'full', got {padding!r}")
+
+
 def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
     """Output length of a convolution along one axis.
 
-    ``floor((size + 2*padding - dilation*(kernel_size-1) - 1) / stride) + 1``;
-    ``padding`` may also be a pair ``(before, after)``.
+    ``floor((size + before + after - dilation*(kernel_size-1) - 1) / stride) + 1``
+    where ``padding`` is an int (before = after), a pair ``(before, after)``
+    or a mode understood by :func:`padding_amounts`.
     """
-    before, after = (padding, padding) if _is_int(padding) else padding
+    if isinstance(padding, (tuple, list)):
+        before, after = padding
+    else:
+        before, after = padding_amounts(padding, kernel_size, dilation)
     return (size + before + after - dilation * (kernel_size - 1) - 1) // stride + 1
 
 
@@ -78,19 +103,13 @@ def _conv_settings(x, w, bias, stride, padding, dilation, groups):
 
 
 def _resolve_padding(padding, stride, dilation, kernel):
-    """Return ((top, bottom), (left, right)) for int, pair, 'valid' or 'same'."""
+    """Return ((top, bottom), (left, right)) for int, pair, 'valid', 'same' or 'full'."""
     if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0), (0, 0)
-        if padding == "same":
-            if stride != (1, 1):
-                raise ValueError(f"padding='same' requires stride 1, got stride={stride}")
-            pads = []
-            for d, k in zip(dilation, kernel):
-                total = d * (k - 1)
-                pads.append((total // 2, total - total // 2))
-            return tuple(pads)
-        raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        if padding not in ("valid", "same", "full"):
+            raise ValueError(f"padding must be an int, a pair, 'valid', 'same' or 'full', got {padding!r}")
+        if padding == "same" and stride != (1, 1):
+            raise ValueError(f"padding='same' requires stride 1, got stride={stride}")
+        return tuple(padding_amounts(padding, k, d) for k, d in zip(kernel, dilation))
     ph, pw = pair(padding, "padding", 0)
     return (ph, ph), (pw, pw)
 
@@ -315,9 +334,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     weight : ndarray (C_out, C_in / groups, kH, kW), same dtype
     bias : ndarray (C_out,) or None
     stride, dilation : int or pair, >= 1
-    padding : int or pair (>= 0), ``"valid"`` (no padding) or ``"same"``
+    padding : int or pair (>= 0), ``"valid"`` (no padding), ``"same"``
         (output size = input size; stride must be 1; an odd total padding
-        puts the extra row/column at the bottom/right, as PyTorch does)
+        puts the extra row/column at the bottom/right, as PyTorch does) or
+        ``"full"`` (``dilation*(k-1)`` zeros on every side: each output
+        overlaps the input by at least one tap; a cnnlib extension)
     groups : int dividing C_in and C_out
 
     Returns
