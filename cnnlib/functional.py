@@ -14,10 +14,15 @@ from .ops.loss import (cross_entropy, cross_entropy_backward, log_softmax, log_s
                        softmax, softmax_backward)
 from .ops.pool import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                        pool_output_size)
+from .ops.pool_variants import (fractional_intervals, fractional_max_pool2d,
+                                fractional_max_pool2d_backward, fractional_output_size,
+                                stochastic_pool2d, stochastic_pool2d_backward)
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv_output_size", "padding_amounts",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "pool_output_size",
+    "fractional_max_pool2d", "fractional_max_pool2d_backward", "fractional_intervals",
+    "fractional_output_size", "stochastic_pool2d", "stochastic_pool2d_backward",
     "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
     "linear", "linear_backward",
     "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
