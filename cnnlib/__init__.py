@@ -23,8 +23,8 @@ import numba
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-from . import datasets, functional, invariance, nn, optim  # noqa: E402
+from . import datasets, functional, invariance, nn, optim, receptive  # noqa: E402
 from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["datasets", "functional", "invariance", "nn", "optim", "manual_seed"]
+__all__ = ["datasets", "functional", "invariance", "nn", "optim", "receptive", "manual_seed"]

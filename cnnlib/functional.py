@@ -9,6 +9,10 @@ returns the gradient of each array input in order.
 
 from .ops.activation import relu, relu_backward, sigmoid, sigmoid_backward, tanh, tanh_backward
 from .ops.conv import conv2d, conv2d_backward, conv_output_size, padding_amounts
+from .ops.conv_variants import (conv2d_cost, convolve2d, convolve2d_backward,
+                                depthwise_separable_conv2d, depthwise_separable_conv2d_backward,
+                                depthwise_separable_cost, flip_kernel, separable_factors,
+                                spatially_separable_conv2d, spatially_separable_cost)
 from .ops.linear import linear, linear_backward
 from .ops.loss import (cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward,
                        softmax, softmax_backward)
@@ -20,6 +24,10 @@ from .ops.pool_variants import (fractional_intervals, fractional_max_pool2d,
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv_output_size", "padding_amounts",
+    "convolve2d", "convolve2d_backward", "flip_kernel", "separable_factors",
+    "spatially_separable_conv2d", "depthwise_separable_conv2d",
+    "depthwise_separable_conv2d_backward", "conv2d_cost", "depthwise_separable_cost",
+    "spatially_separable_cost",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "pool_output_size",
     "fractional_max_pool2d", "fractional_max_pool2d_backward", "fractional_intervals",
     "fractional_output_size", "stochastic_pool2d", "stochastic_pool2d_backward",
