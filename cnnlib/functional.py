@@ -16,6 +16,8 @@ from .ops.conv_variants import (conv2d_cost, convolve2d, convolve2d_backward,
 from .ops.linear import linear, linear_backward
 from .ops.loss import (cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward,
                        softmax, softmax_backward)
+from .ops.norm import (batch_norm, batch_norm_backward, local_response_norm,
+                       local_response_norm_backward)
 from .ops.pool import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                        pool_output_size)
 from .ops.pool_variants import (fractional_intervals, fractional_max_pool2d,
@@ -33,6 +35,7 @@ __all__ = [
     "fractional_output_size", "stochastic_pool2d", "stochastic_pool2d_backward",
     "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
     "linear", "linear_backward",
+    "local_response_norm", "local_response_norm_backward", "batch_norm", "batch_norm_backward",
     "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
     "cross_entropy", "cross_entropy_backward",
 ]

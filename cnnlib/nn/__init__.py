@@ -4,10 +4,12 @@ See :mod:`cnnlib.nn.module` for how to write a new layer.
 """
 
 from . import init
+from .blocks import PlainBlock, ResidualBlock
+from .conv_layers import DepthwiseSeparableConv2d
 from .layers import (AvgPool2d, Conv2d, CrossEntropyLoss, Flatten, Linear, MaxPool2d, ReLU,
                      Sigmoid, Tanh)
-from .conv_layers import DepthwiseSeparableConv2d
 from .module import Module, Parameter, Sequential
+from .norm_layers import BatchNorm2d, LocalResponseNorm
 from .pool_layers import FractionalMaxPool2d, StochasticPool2d
 
 __all__ = [
@@ -15,4 +17,5 @@ __all__ = [
     "Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "ReLU", "Sigmoid", "Tanh", "Flatten",
     "CrossEntropyLoss", "init",
     "FractionalMaxPool2d", "StochasticPool2d", "DepthwiseSeparableConv2d",
+    "LocalResponseNorm", "BatchNorm2d", "ResidualBlock", "PlainBlock",
 ]
