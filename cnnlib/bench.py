@@ -299,9 +299,15 @@ def _torch_calls(case, x, w, b, gy):
 # Measuring
 # ----------------------------------------------------------------------------
 
-def time_call(fn, min_time, repeats):
+def time_call(fn, min_time, repeats, settle=0.0):
     """Median milliseconds of ``fn()``: one untimed warm-up call, then at least
-    ``repeats`` timed calls lasting at least ``min_time`` seconds together."""
+    ``repeats`` timed calls lasting at least ``min_time`` seconds together.
+
+    ``settle`` seconds of sleep come first: the thread pools of whatever ran
+    before (OpenBLAS, OpenMP) spin for a while after their last task, and on
+    two cores that spinning would slow the call being timed.
+    """
+    time.sleep(settle)
     fn()
     times = []
     start = time.perf_counter()
@@ -339,7 +345,7 @@ def _ratio(a, b):
     return a / b if a is not None and b is not None else None
 
 
-def bench_case(case, min_time, repeats):
+def bench_case(case, min_time, repeats, settle=0.0):
     """Check agreement, then time forward and backward; return two rows."""
     x, w, b, gy = make_arrays(case)
     calls = {"cnnlib": _cnnlib_calls(case, x, w, b, gy),
@@ -350,7 +356,7 @@ def bench_case(case, min_time, repeats):
         fns = {name: pair[k] for name, pair in calls.items()}
         err_numpy, err_torch, worst = _agreement(
             {name: fn() if fn is not None else None for name, fn in fns.items()})
-        ms = {name: time_call(fn, min_time, repeats) if fn is not None else None
+        ms = {name: time_call(fn, min_time, repeats, settle) if fn is not None else None
               for name, fn in fns.items()}
         rows.append({
             "case": case.name, "group": case.group, "pass": pass_,
@@ -482,7 +488,7 @@ def run(cases=None, threads=2, min_time=0.3, quick=False):
         machine = machine_info(threads, min_time, repeats)
         rows = []
         for case in tqdm(cases, desc="cnnlib.bench", unit="case", file=sys.stderr):
-            rows += bench_case(case, min_time, repeats)
+            rows += bench_case(case, min_time, repeats, settle=0.0 if quick else 0.3)
     machine["other_processes_cores"] = other_cores(before, time.perf_counter() - start)
     notes = [n for n in (TORCH_MISSING,) if n]
     if threadpool_limits is None:
