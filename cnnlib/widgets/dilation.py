@@ -1,0 +1,195 @@
+"""Dilation widget: the taps of a dilated kernel, and what a stack of dilated layers sees.
+
+The computation is :mod:`cnnlib.receptive` (``dilated_taps``,
+``effective_kernel_size``, ``receptive_field``, ``stack_coverage``) and
+:func:`dilation_stack_summary` below; the figures only draw it.
+
+* :func:`plot_dilation`: one kernel at two or three dilations, taps on the input grid.
+* :func:`plot_gridding`: path counts of stacks of dilated layers (zeros = holes).
+* :func:`dilation_widget`: sliders for kernel size and dilation, a text box
+  for the dilations of a stack.
+
+See the chapter on convolution (Part II), section "Dilated convolution".
+"""
+
+import numpy as np
+
+from .. import receptive as R
+from .._validate import _is_int
+
+_MARGIN = 2   # input positions drawn beyond the receptive field on each side
+
+
+def parse_dilations(text):
+    """Dilations of a stack from text such as ``"1, 2, 5"`` (commas or spaces).
+
+    Returns a tuple of positive ints; raises ``ValueError`` naming the text otherwise.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    parts = text.replace(",", " ").split()
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"dilations must be positive ints separated by commas, got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def stack_layers(dilations, kernel_size=3):
+    """``[(kernel_size, 1, d) for d in dilations]``: a stride-1, unpadded stack for ``cnnlib.receptive``."""
+    if not isinstance(dilations, (tuple, list)) or not dilations:
+        raise ValueError(f"dilations must be a non-empty tuple or list of ints, got {dilations!r}")
+    for d in dilations:
+        if not _is_int(d) or d < 1:
+            raise ValueError(f"dilations must hold positive ints, got {dilations!r}")
+    if not _is_int(kernel_size) or kernel_size < 1:
+        raise ValueError(f"kernel_size must be a positive int, got {kernel_size!r}")
+    return [(int(kernel_size), 1, int(d)) for d in dilations]
+
+
+def dilation_stack_summary(dilations, kernel_size=3):
+    """What one output of a stack of stride-1 dilated k x k layers sees, in 2-D.
+
+    Inputs: dilations (sequence of positive ints, one per layer); kernel_size (int).
+    Returns a dict: ``effective_kernel_sizes`` (k + (k-1)(d-1) per layer),
+    ``receptive_field`` r (the side of the square the unit spans),
+    ``coverage`` (int array (r, r): paths from each input of that square to
+    the unit; 0 = a hole), ``seen`` (inputs with at least one path),
+    ``seen_fraction`` (seen / r^2) and ``holes`` (r^2 - seen).
+    See the chapter on convolution (Part II).
+    """
+    layers = stack_layers(dilations, kernel_size)
+    r = R.receptive_field(layers).size
+    coverage = R.stack_coverage(layers, (r, r), output_index=(0, 0))
+    seen = int(np.count_nonzero(coverage))
+    return dict(effective_kernel_sizes=[R.effective_kernel_size(k, d) for k, _, d in layers],
+                receptive_field=r, coverage=coverage, seen=seen,
+                seen_fraction=seen / r ** 2, holes=r ** 2 - seen)
+
+
+def _grid(ax, size, offset=0):
+    """Light lines around each cell of a size x size grid of input positions."""
+    for t in range(size + 1):
+        ax.plot([t - 0.5 + offset, t - 0.5 + offset], [-0.5 + offset, size - 0.5 + offset],
+                color="0.8", lw=0.6)
+        ax.plot([-0.5 + offset, size - 0.5 + offset], [t - 0.5 + offset, t - 0.5 + offset],
+                color="0.8", lw=0.6)
+
+
+def draw_taps(ax, kernel_size, dilation, grid_size=None):
+    """Draw the taps of one dilated k x k kernel (filled cells) on an input grid; return ax."""
+    from matplotlib.patches import Rectangle
+
+    span = R.effective_kernel_size(kernel_size, dilation)
+    grid_size = span + 2 * _MARGIN if grid_size is None else grid_size
+    start = (grid_size - span) // 2
+    for r, c in R.dilated_taps(kernel_size, dilation) + start:
+        ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, color="tab:blue"))
+    ax.add_patch(Rectangle((start - 0.5, start - 0.5), span, span, fill=False, ls="--",
+                           ec="tab:orange", lw=1.2))
+    _grid(ax, grid_size)
+    ax.set_xlim(-0.5, grid_size - 0.5)
+    ax.set_ylim(grid_size - 0.5, -0.5)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"k={kernel_size}, d={dilation}: spans {span}×{span}", fontsize=10)
+    return ax
+
+
+def draw_coverage(ax, dilations, kernel_size=3):
+    """Draw the path counts of a stack (white = input never seen); return the image."""
+    info = dilation_stack_summary(dilations, kernel_size)
+    cov = info["coverage"].astype(float)
+    shown = np.ma.masked_where(cov == 0, cov)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
+    im = ax.imshow(shown, cmap=cmap, interpolation="nearest")
+    r = info["receptive_field"]
+    if r <= 40:
+        _grid(ax, r)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    names = ", ".join(str(d) for d in dilations)
+    ax.set_title(f"dilations {names}: {r}×{r},\n{100 * info['seen_fraction']:.0f}% of inputs seen",
+                 fontsize=10)
+    return im
+
+
+def _png(fig):
+    """Render a figure to PNG bytes (for an ipywidgets Image) and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def plot_dilation(kernel_size=3, dilations=(1, 2, 3)):
+    """Figure: the taps of one k x k kernel at two or three dilations on the same input grid."""
+    import matplotlib.pyplot as plt
+
+    grid = R.effective_kernel_size(kernel_size, max(dilations)) + 2 * _MARGIN
+    fig, axes = plt.subplots(1, len(dilations), figsize=(3.2 * len(dilations), 3.4))
+    for ax, d in zip(np.atleast_1d(axes), dilations):
+        draw_taps(ax, kernel_size, d, grid)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gridding(stacks=((1, 1, 1), (2, 2, 2), (1, 2, 5)), kernel_size=3):
+    """Figure: what one output of each stack of dilated layers sees (path counts; white = holes)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(stacks), figsize=(3.4 * len(stacks), 3.8))
+    for ax, dilations in zip(np.atleast_1d(axes), stacks):
+        im = draw_coverage(ax, tuple(dilations), kernel_size)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="paths")
+    fig.tight_layout()
+    return fig
+
+
+def dilation_widget(kernel_size=3, dilation=2, stack="2, 2, 2"):
+    """Interactive: kernel size and dilation sliders (taps), a text box of stack dilations (coverage).
+
+    Returns an ``ipywidgets.VBox`` with ``.controls`` (dict of the
+    ``kernel_size``, ``dilation`` and ``stack`` widgets), ``.summary`` (an
+    HTML widget with the numbers) and ``.output`` (an Image widget holding
+    the figure as PNG, so no output capture is needed).
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    k = widgets.IntSlider(value=kernel_size, min=1, max=7, description="kernel k")
+    d = widgets.IntSlider(value=dilation, min=1, max=6, description="dilation d")
+    text = widgets.Text(value=stack, description="stack d's", continuous_update=False)
+    summary = widgets.HTML()
+    output = widgets.Image(format="png")
+
+    def update(_=None):
+        try:
+            dilations = parse_dilations(text.value)
+        except ValueError as e:
+            summary.value = f"<b>{e}</b>"
+            return
+        info = dilation_stack_summary(dilations, k.value)
+        summary.value = (
+            f"one layer: effective kernel {k.value} + ({k.value}-1)({d.value}-1) = "
+            f"<b>{R.effective_kernel_size(k.value, d.value)}</b>; "
+            f"stack {list(dilations)}: receptive field <b>{info['receptive_field']}</b>, "
+            f"<b>{info['holes']}</b> of {info['receptive_field'] ** 2} inputs never seen "
+            f"({100 * info['seen_fraction']:.1f}% seen)")
+        fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.8))
+        draw_taps(a, k.value, d.value)
+        draw_coverage(b, dilations, k.value)
+        output.value = _png(fig)
+
+    for control in (k, d, text):
+        control.observe(update, names="value")
+    update()
+    box = widgets.VBox([widgets.HBox([k, d, text]), summary, output])
+    box.controls, box.summary, box.output = dict(kernel_size=k, dilation=d, stack=text), summary, output
+    return box
