@@ -6,3 +6,22 @@ cnnlib function that does the computation.  ipywidgets and matplotlib are
 imported inside the functions that need them, so ``import cnnlib`` does not
 require either.
 """
+
+
+def figure_png(fig, dpi=90):
+    """Render a matplotlib figure to PNG bytes and close it.
+
+    The widgets show their pictures in an ``ipywidgets.Image`` rather than an
+    ``Output`` widget: nbval cannot compare output captured into an
+    ``Output`` widget (an extra figure output appears on re-execution).
+    """
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    if fig.get_layout_engine() is None:  # keep a figure's own layout engine
+        fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue()

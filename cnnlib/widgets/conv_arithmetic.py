@@ -13,6 +13,7 @@ See the chapter on convolution (Part II), section "Boundary handling".
 import numpy as np
 
 from .. import receptive as R
+from . import figure_png
 
 PADDINGS = ("valid", "same", "full", 0, 1, 2, 3)
 
@@ -72,19 +73,6 @@ def draw_conv_arithmetic(ax, arith, output_index=(0, 0)):
                  f"d={arith.dilation[0]} → out {ho}×{wo}\noutput {tuple(output_index)} reads "
                  f"{int((~in_padding).sum())} inputs, {int(in_padding.sum())} zeros", fontsize=10)
     return ax
-
-
-def _png(fig):
-    """Render a figure to PNG bytes (for an ipywidgets Image) and close it."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def plot_conv_arithmetic(examples=EXAMPLES):
@@ -153,7 +141,7 @@ def conv_arithmetic_widget(input_size=5, kernel_size=3, stride=1, padding="same"
             f"output {idx} reads {len(inside)} inputs {inside} and {int(in_padding.sum())} padding zeros")
         fig, ax = plt.subplots(figsize=(7, 4))
         draw_conv_arithmetic(ax, arith, idx)
-        output.value = _png(fig)
+        output.value = figure_png(fig)
 
     for control in c.values():
         control.observe(update, names="value")

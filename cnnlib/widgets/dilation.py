@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import receptive as R
 from .._validate import _is_int
+from . import figure_png
 
 _MARGIN = 2   # input positions drawn beyond the receptive field on each side
 
@@ -115,19 +116,6 @@ def draw_coverage(ax, dilations, kernel_size=3):
     return im
 
 
-def _png(fig):
-    """Render a figure to PNG bytes (for an ipywidgets Image) and close it."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def plot_dilation(kernel_size=3, dilations=(1, 2, 3)):
     """Figure: the taps of one k x k kernel at two or three dilations on the same input grid."""
     import matplotlib.pyplot as plt
@@ -185,7 +173,7 @@ def dilation_widget(kernel_size=3, dilation=2, stack="2, 2, 2"):
         fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.8))
         draw_taps(a, k.value, d.value)
         draw_coverage(b, dilations, k.value)
-        output.value = _png(fig)
+        output.value = figure_png(fig)
 
     for control in (k, d, text):
         control.observe(update, names="value")

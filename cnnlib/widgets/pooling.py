@@ -19,6 +19,7 @@ from .._random import get_rng
 from .._validate import check_float_array, pair
 from ..invariance import pooling_invariance, shift_image
 from ..ops.pool_variants import fractional_intervals, stochastic_pool2d
+from . import figure_png
 
 POOLS = ("max", "avg", "stochastic")
 _NAMES = {"max": "max", "avg": "average", "stochastic": "stochastic"}
@@ -318,7 +319,6 @@ def pooling_invariance_widget(image, conv_weight=None, max_shift=6, seed=0):
     description) and ``result`` (the last scores, a dict).
     See the chapter on pooling (Part II).
     """
-    import io
 
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
@@ -363,11 +363,7 @@ def pooling_invariance_widget(image, conv_weight=None, max_shift=6, seed=0):
             ax.set_title(title, fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=80)
-        plt.close(fig)
-        picture.value = buffer.getvalue()
+        picture.value = figure_png(fig, dpi=80)
         box.result = {"feature_change": float(r["feature_change"][1]),
                       "relative_change": float(r["relative_change"][1]),
                       "cosine": float(r["cosine"][1]),

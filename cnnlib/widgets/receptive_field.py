@@ -18,6 +18,7 @@ import numpy as np
 from .._validate import _is_int, check_bool, pair
 from ..receptive import receptive_field, receptive_field_region, stack_coverage
 from ..receptive import _check_layers, _lengths
+from . import figure_png
 
 
 def uniform_stack(num_layers, kernel_size=3, stride=1, dilation=1, padding="valid", pool=False):
@@ -208,7 +209,6 @@ def receptive_field_widget(image):
     Returns an ``ipywidgets.VBox``; its ``controls`` attribute maps names to
     the control widgets, ``text`` is the HTML line and ``picture`` the figure (an ``Image``).  See Part I, section 1.1.
     """
-    import io
 
     import ipywidgets as w
     import matplotlib.pyplot as plt
@@ -243,10 +243,7 @@ def receptive_field_widget(image):
                       f"{view['output_size'][0]}×{view['output_size'][1]}; exact region "
                       f"rows [{r0}, {r1}), columns [{c0}, {c1}) ({r1 - r0}×{c1 - c0})")
         fig = plot_receptive_field(img, [("chosen stack", layers)], c["unit"])
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=80)
-        plt.close(fig)
-        picture.value = buffer.getvalue()
+        picture.value = figure_png(fig, dpi=80)
 
     for control in controls.values():
         control.observe(update, names="value")
