@@ -16,7 +16,6 @@ import pytest
 from cnnlib import bench
 from cnnlib import functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
 FIELDS = {"case", "group", "pass", "cnnlib_ms", "numpy_ms", "torch_ms", "ratio_torch",
           "ratio_numpy", "gflops", "err_numpy", "err_torch", "max_rel_err"}
 NO_TORCH = "PyTorch is not installed: the torch columns are n/a"
@@ -102,11 +101,13 @@ def test_flop_count():
 
 def test_command_line_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # the same cnnlib as this process (installed or source tree): its Numba cache is warm
+    package_root = str(Path(bench.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(
         [sys.executable, "-m", "cnnlib.bench", "--quick", "--threads", "1",
          "--cases", "tiny-conv,tiny-pool", "--json", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("machine: ")
     data = json.loads(out.read_text())

@@ -10,7 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== library tests"
-python -m pytest tests
+# -P: import cnnlib as installed (like the notebooks do), not from the source
+# tree, so the package as a reader gets it is what is tested, and Numba
+# compiles and caches each kernel once for both.
+python -P -m pytest tests
 
 echo "== notebooks (nbval, strict)"
 python tools/toc_notebooks.py > /dev/null  # fails loudly on a toc entry with no file
