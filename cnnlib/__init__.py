@@ -23,10 +23,11 @@ import numba
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-from . import (border, connectivity, datasets, functional, gradflow, interpret,  # noqa: E402
-               invariance, jacobian, nn, optim, receptive, scaling, summary)
+from . import (border, connectivity, datasets, fc_vs_cnn, functional, gradflow,  # noqa: E402
+               interpret, invariance, jacobian, nn, optim, receptive, scaling, summary)
 from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["border", "connectivity", "datasets", "functional", "gradflow", "interpret", "invariance",
-           "jacobian", "nn", "optim", "receptive", "scaling", "summary", "manual_seed"]
+__all__ = ["border", "connectivity", "datasets", "fc_vs_cnn", "functional", "gradflow",
+           "interpret", "invariance", "jacobian", "nn", "optim", "receptive", "scaling",
+           "summary", "manual_seed"]
