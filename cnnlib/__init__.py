@@ -23,11 +23,11 @@ import numba
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-from . import (border, connectivity, datasets, fc_vs_cnn, functional, gradflow,  # noqa: E402
-               interpret, invariance, jacobian, nn, optim, receptive, scaling, summary)
+from . import (amp, border, checkpoint, connectivity, datasets, fc_vs_cnn,  # noqa: E402
+               functional, gradflow, interpret, invariance, jacobian, nn, optim, receptive, scaling, summary)
 from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["border", "connectivity", "datasets", "fc_vs_cnn", "functional", "gradflow",
+__all__ = ["amp", "border", "checkpoint", "connectivity", "datasets", "fc_vs_cnn", "functional", "gradflow",
            "interpret", "invariance", "jacobian", "nn", "optim", "receptive", "scaling",
            "summary", "manual_seed"]
