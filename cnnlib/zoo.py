@@ -19,6 +19,7 @@ from importlib import resources
 import numpy as np
 
 from . import nn
+from ._random import get_rng
 
 # Mean and standard deviation of the MNIST training pixels, scaled to [0, 1].
 MNIST_MEAN = 0.1307
@@ -31,7 +32,8 @@ class LeNet5(nn.Sequential):
     """LeNet-5 for 28x28 grey images, with its own preprocessing in :meth:`predict`."""
 
     def __init__(self, *, dtype=np.float32, rng=None):
-        kw = dict(dtype=dtype, rng=rng)
+        # one generator for all layers: a seed must not give each layer the same draws
+        kw = dict(dtype=dtype, rng=get_rng(rng))
         super().__init__(
             nn.Conv2d(1, 6, 5, padding=2, **kw), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(6, 16, 5, **kw), nn.ReLU(), nn.MaxPool2d(2),

@@ -249,3 +249,9 @@ def test_summary_bad_input():
     with pytest.raises(ValueError):
         summary(model, (1, 8, 8))  # too small for the convolutions
     assert "forward" not in model[0].__dict__  # restored after the failure
+
+
+def test_a_seed_gives_each_convolution_of_a_block_its_own_draws():
+    from cnnlib import nn as cnn
+    block = cnn.ResidualBlock(4, 4, batch_norm=False, rng=0)
+    assert not np.allclose(block.conv1.weight.data, block.conv2.weight.data)

@@ -107,3 +107,12 @@ def test_training_is_reproducible(monkeypatch):
     _, h1 = train.fit_lenet5(epochs=1, batch_size=64, seed=5, progress=False)
     _, h2 = train.fit_lenet5(epochs=1, batch_size=64, seed=5, progress=False)
     assert h1["train_loss"] == h2["train_loss"]
+
+
+def test_a_seed_gives_each_layer_its_own_draws():
+    # with one generator per layer built from the same seed, every layer
+    # would start from the same uniform numbers, only scaled by its bound
+    model = zoo.lenet5(rng=0)
+    first = model[0].weight.data.ravel()[:20] * np.sqrt(25)    # bound 1/sqrt(fan_in)
+    second = model[3].weight.data.ravel()[:20] * np.sqrt(150)
+    assert not np.allclose(first, second)

@@ -10,6 +10,8 @@ pair is what the depth experiment of the chapter compares (see
 
 import numpy as np
 
+from .._random import get_rng
+
 from .layers import Conv2d, ReLU, _positive_int
 from .module import Module, Sequential
 from .norm_layers import BatchNorm2d
@@ -39,7 +41,8 @@ class PlainBlock(Module):
         self.out_channels = _positive_int(out_channels, "out_channels")
         self.stride = _positive_int(stride, "stride")
         self.batch_norm = _check_bool(batch_norm, "batch_norm")
-        kw = dict(bias=not self.batch_norm, dtype=dtype, rng=rng)
+        # one generator for all layers: a seed must not give each layer the same draws
+        kw = dict(bias=not self.batch_norm, dtype=dtype, rng=get_rng(rng))
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride, padding=1, **kw)
         if self.batch_norm:
             self.bn1 = BatchNorm2d(out_channels, dtype=dtype)
