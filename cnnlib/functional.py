@@ -13,6 +13,7 @@ from .ops.conv_variants import (conv2d_cost, convolve2d, convolve2d_backward,
                                 depthwise_separable_conv2d, depthwise_separable_conv2d_backward,
                                 depthwise_separable_cost, flip_kernel, separable_factors,
                                 spatially_separable_conv2d, spatially_separable_cost)
+from .ops.dropout import dropout, dropout2d, dropout_backward
 from .ops.linear import linear, linear_backward
 from .ops.loss import (cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward,
                        softmax, softmax_backward)
@@ -34,7 +35,7 @@ __all__ = [
     "fractional_max_pool2d", "fractional_max_pool2d_backward", "fractional_intervals",
     "fractional_output_size", "stochastic_pool2d", "stochastic_pool2d_backward",
     "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
-    "linear", "linear_backward",
+    "linear", "linear_backward", "dropout", "dropout2d", "dropout_backward",
     "local_response_norm", "local_response_norm_backward", "batch_norm", "batch_norm_backward",
     "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
     "cross_entropy", "cross_entropy_backward",

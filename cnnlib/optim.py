@@ -159,13 +159,17 @@ class Adam(Optimizer):
     def hyperparameters(self):
         return dict(lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)
 
+    def _gradient(self, p):
+        """The gradient Adam's moments see: coupled (L2) weight decay enters it."""
+        if self.weight_decay != 0:
+            return p.grad + self.weight_decay * p.data
+        return p.grad
+
     def step(self):
         """Update every parameter once from its ``.grad``."""
         beta1, beta2 = self.betas
         for p, state in zip(self.params, self.state):
-            g = p.grad
-            if self.weight_decay != 0:
-                g = g + self.weight_decay * p.data
+            g = self._gradient(p)
             if not state:
                 state["step"] = 0
                 state["exp_avg"] = np.zeros_like(p.data)
@@ -178,3 +182,31 @@ class Adam(Optimizer):
             step_size = self.lr / (1 - beta1**t)
             denom = np.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps
             p.data -= step_size * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), as ``torch.optim.AdamW``.
+
+    The decay shrinks the weights directly instead of entering the gradient,
+    so Adam's per-parameter scaling never touches it.  For each parameter
+    ``p`` with gradient ``g``, at step ``t = 1, 2, ...``::
+
+        p = p * (1 - lr * weight_decay)          (decoupled: before the Adam step)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    With ``Adam(weight_decay=wd)`` (or an L2 penalty in the loss) the term
+    ``wd * p`` is added to ``g`` instead and is then divided by ``sqrt(v)``:
+    weights with large gradients are decayed less.  For plain SGD the two
+    forms coincide.  See the regularisation chapter (Part III).
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _gradient(self, p):
+        """Decay the weights directly (decoupled), leaving the gradient untouched."""
+        if self.weight_decay != 0:
+            p.data *= 1 - self.lr * self.weight_decay
+        return p.grad

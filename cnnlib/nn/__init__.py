@@ -6,6 +6,7 @@ See :mod:`cnnlib.nn.module` for how to write a new layer.
 from . import init
 from .blocks import PlainBlock, ResidualBlock
 from .conv_layers import DepthwiseSeparableConv2d
+from .dropout import Dropout, Dropout2d
 from .layers import (AvgPool2d, Conv2d, CrossEntropyLoss, Flatten, Linear, MaxPool2d, ReLU,
                      Sigmoid, Tanh)
 from .module import Module, Parameter, Sequential
@@ -17,5 +18,5 @@ __all__ = [
     "Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "ReLU", "Sigmoid", "Tanh", "Flatten",
     "CrossEntropyLoss", "init",
     "FractionalMaxPool2d", "StochasticPool2d", "DepthwiseSeparableConv2d",
-    "LocalResponseNorm", "BatchNorm2d", "ResidualBlock", "PlainBlock",
+    "LocalResponseNorm", "BatchNorm2d", "ResidualBlock", "PlainBlock", "Dropout", "Dropout2d",
 ]
