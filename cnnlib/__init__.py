@@ -5,8 +5,12 @@ Modules, grouped as the book is:
 * ``cnnlib.functional``: stateless operations (convolution, pooling,
   activations, linear, losses) with their backward passes;
 * ``cnnlib.nn``: ``Module``, ``Sequential`` and layers built on them;
-* ``cnnlib.optim``: SGD and Adam;
-* ``cnnlib.datasets``: MNIST, found locally or downloaded and verified.
+* ``cnnlib.optim``: SGD, Adam and AdamW;
+* ``cnnlib.datasets``: MNIST, found locally or downloaded and verified;
+* ``cnnlib.zoo``, ``cnnlib.train``, ``cnnlib.bench``: LeNet-5 with shipped
+  weights, its training command and the speed benchmark;
+* one module per chapter topic (``receptive``, ``invariance``, ``checkpoint``,
+  ``amp``, ...), and ``cnnlib.widgets`` for the chapters' widgets.
 
 Importing cnnlib compiles nothing: each Numba kernel is compiled (or loaded
 from its on-disk cache) the first time it runs.
@@ -23,11 +27,18 @@ import numba
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-from . import (amp, border, checkpoint, connectivity, datasets, fc_vs_cnn,  # noqa: E402
-               functional, gradflow, interpret, invariance, jacobian, nn, optim, receptive, scaling, summary)
+# Grouped as the book is: the core, then one module per chapter topic.
+from . import datasets, functional, nn, optim, zoo  # noqa: E402
+from . import border, connectivity, interpret, invariance, receptive  # noqa: E402  (Parts I-II)
+from . import fc_vs_cnn, gradflow, jacobian, scaling, summary  # noqa: E402  (Parts I-II)
+from . import amp, checkpoint, regularisation, transforms, uncertainty  # noqa: E402  (Part III)
 from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["amp", "border", "checkpoint", "connectivity", "datasets", "fc_vs_cnn", "functional", "gradflow",
-           "interpret", "invariance", "jacobian", "nn", "optim", "receptive", "scaling",
-           "summary", "manual_seed"]
+__all__ = [
+    "datasets", "functional", "nn", "optim", "zoo",
+    "border", "connectivity", "interpret", "invariance", "receptive",
+    "fc_vs_cnn", "gradflow", "jacobian", "scaling", "summary",
+    "amp", "checkpoint", "regularisation", "transforms", "uncertainty",
+    "manual_seed",
+]
