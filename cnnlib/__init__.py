@@ -31,7 +31,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 from . import datasets, functional, nn, optim, zoo  # noqa: E402
 from . import border, connectivity, interpret, invariance, receptive  # noqa: E402  (Parts I-II)
 from . import fc_vs_cnn, gradflow, jacobian, scaling, summary  # noqa: E402  (Parts I-II)
-from . import amp, checkpoint, regularisation, transforms, uncertainty  # noqa: E402  (Part III)
+from . import amp, checkpoint, parallel, regularisation, transforms, uncertainty  # noqa: E402  (III)
 from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
@@ -39,6 +39,6 @@ __all__ = [
     "datasets", "functional", "nn", "optim", "zoo",
     "border", "connectivity", "interpret", "invariance", "receptive",
     "fc_vs_cnn", "gradflow", "jacobian", "scaling", "summary",
-    "amp", "checkpoint", "regularisation", "transforms", "uncertainty",
+    "amp", "checkpoint", "parallel", "regularisation", "transforms", "uncertainty",
     "manual_seed",
 ]
