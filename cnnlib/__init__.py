@@ -29,9 +29,9 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 # Grouped as the book is: the core, then one module per chapter topic.
 from . import datasets, functional, nn, optim, zoo  # noqa: E402
-from . import border, connectivity, interpret, invariance, receptive  # noqa: E402  (Parts I-II)
-from . import fc_vs_cnn, gradflow, jacobian, scaling, summary  # noqa: E402  (Parts I-II)
-from . import amp, checkpoint, parallel, regularisation, transforms, uncertainty  # noqa: E402  (III)
+from . import border, connectivity, interpret, invariance, receptive  # noqa: E402
+from . import fc_vs_cnn, gradflow, jacobian, scaling, summary  # noqa: E402
+from . import amp, checkpoint, parallel, regularisation, transforms, uncertainty  # noqa: E402
 from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
