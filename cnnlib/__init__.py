@@ -32,6 +32,7 @@ from . import datasets, functional, nn, optim, zoo  # noqa: E402
 from . import border, connectivity, interpret, invariance, receptive  # noqa: E402
 from . import fc_vs_cnn, gradflow, jacobian, scaling, summary  # noqa: E402
 from . import amp, checkpoint, parallel, regularisation, transforms, uncertainty  # noqa: E402
+from . import hyper, lr_finder, schedules, sharpness  # noqa: E402
 from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
@@ -40,5 +41,6 @@ __all__ = [
     "border", "connectivity", "interpret", "invariance", "receptive",
     "fc_vs_cnn", "gradflow", "jacobian", "scaling", "summary",
     "amp", "checkpoint", "parallel", "regularisation", "transforms", "uncertainty",
+    "hyper", "lr_finder", "schedules", "sharpness",
     "manual_seed",
 ]
