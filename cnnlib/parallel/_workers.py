@@ -147,3 +147,48 @@ def stop_workers(procs, conns, timeout=5.0):
             p.join(2)
     for conn in conns:
         conn.close()
+
+
+class WorkerGroup:
+    """Processes started together, driven over control pipes, closed together.
+
+    Subclasses (``DataParallel``, ``Pipeline``) start their processes into
+    ``self._procs`` with control connections ``self._ctrl`` and peer links
+    ``self._links``, and name themselves for error messages with ``_name``
+    and ``_member``.  A group whose worker failed is marked broken and can
+    only be closed.
+    """
+
+    _name = "group"
+    _member = "worker"
+
+    def _record_startup(self, replies, t0):
+        """Seconds each worker spent spawning + importing, then warming up."""
+        self.startup = {r: {"spawn_import": msg[1]["t_entry"] - t0,
+                            "warmup": msg[1]["t_ready"] - msg[1]["t_entry"]}
+                        for r, msg in sorted(replies.items())}
+
+    def _receive(self, what):
+        try:
+            return receive(dict(enumerate(self._ctrl)), self._procs, self.timeout, what)
+        except BaseException:
+            self._broken = True
+            raise
+
+    def _check_open(self):
+        if not self._procs:
+            raise RuntimeError(f"this {self._name} is closed")
+        if self._broken:
+            raise RuntimeError(f"a {self._member} of this {self._name} failed earlier; close it")
+
+    def close(self):
+        """Stop and join every process (terminate those that do not stop)."""
+        conns = self._ctrl + [c for link in self._links for c in link]
+        stop_workers(self._procs, conns, timeout=0.5 if self._broken else 5.0)
+        self._procs, self._ctrl, self._links = [], [], []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

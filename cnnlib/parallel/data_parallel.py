@@ -128,7 +128,7 @@ def _dp_worker(rank, world_size, threads, ctrl, send_conn, recv_conn, model_byte
             ctrl.send(_workers.error_message(rank))
 
 
-class DataParallel:
+class DataParallel(_workers.WorkerGroup):
     """A pool of ``world_size`` persistent worker processes, each with a model replica.
 
     Inputs:
@@ -150,6 +150,9 @@ class DataParallel:
     worker function running, i.e. a new interpreter importing NumPy, Numba and
     cnnlib) and ``"warmup"`` (receiving the model, first forward/backward).
     """
+
+    _name = "DataParallel pool"
+    _member = "worker"
 
     def __init__(self, model, world_size, optimizer=None, *, threads_per_worker=1,
                  warmup_shape=None, timeout=120.0):
@@ -189,40 +192,11 @@ class DataParallel:
                     self._procs.append(p)
                     self._ctrl.append(parent_end)
             replies = self._receive("start-up")
-            self.startup = {r: {"spawn_import": m[1]["t_entry"] - t0,
-                                "warmup": m[1]["t_ready"] - m[1]["t_entry"]}
-                            for r, m in sorted(replies.items())}
+            self._record_startup(replies, t0)
         except BaseException:
             self._broken = True
             self.close()
             raise
-
-    # --- plumbing -----------------------------------------------------------
-
-    def _receive(self, what):
-        try:
-            return _workers.receive(dict(enumerate(self._ctrl)), self._procs, self.timeout, what)
-        except BaseException:
-            self._broken = True
-            raise
-
-    def _check_open(self):
-        if not self._procs:
-            raise RuntimeError("this DataParallel pool is closed")
-        if self._broken:
-            raise RuntimeError("a worker of this DataParallel pool failed earlier; close it")
-
-    def close(self):
-        """Stop and join every worker (terminate those that do not stop)."""
-        conns = self._ctrl + [c for link in self._links for c in link]
-        _workers.stop_workers(self._procs, conns, timeout=0.5 if self._broken else 5.0)
-        self._procs, self._ctrl, self._links = [], [], []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     # --- the work -----------------------------------------------------------
 

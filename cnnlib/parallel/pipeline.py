@@ -369,7 +369,7 @@ def _stage_worker(s, p, threads, ctrl, prev_conn, next_conn, stage_bytes, optimi
             ctrl.send(_workers.error_message(s))
 
 
-class Pipeline:
+class Pipeline(_workers.WorkerGroup):
     """Stages of a model in ``p`` persistent worker processes, trained with micro-batches.
 
     Inputs:
@@ -387,6 +387,9 @@ class Pipeline:
     Use as a context manager or call :meth:`close`. ``startup`` holds the
     per-stage start-up seconds as in :class:`~cnnlib.parallel.DataParallel`.
     """
+
+    _name = "Pipeline"
+    _member = "stage"
 
     def __init__(self, stages, optimizer=None, *, kind="gpipe", threads_per_stage=1,
                  warmup_shape=None, timeout=120.0):
@@ -431,38 +434,11 @@ class Pipeline:
                     self._procs.append(proc)
                     self._ctrl.append(parent_end)
             replies = self._receive("start-up")
-            self.startup = {r: {"spawn_import": msg[1]["t_entry"] - t0,
-                                "warmup": msg[1]["t_ready"] - msg[1]["t_entry"]}
-                            for r, msg in sorted(replies.items())}
+            self._record_startup(replies, t0)
         except BaseException:
             self._broken = True
             self.close()
             raise
-
-    def _receive(self, what):
-        try:
-            return _workers.receive(dict(enumerate(self._ctrl)), self._procs, self.timeout, what)
-        except BaseException:
-            self._broken = True
-            raise
-
-    def _check_open(self):
-        if not self._procs:
-            raise RuntimeError("this Pipeline is closed")
-        if self._broken:
-            raise RuntimeError("a stage of this Pipeline failed earlier; close it")
-
-    def close(self):
-        """Stop and join every stage process (terminate those that do not stop)."""
-        conns = self._ctrl + [c for link in self._links for c in link]
-        _workers.stop_workers(self._procs, conns, timeout=0.5 if self._broken else 5.0)
-        self._procs, self._ctrl, self._links = [], [], []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def run(self, x, y, num_microbatches, update=False):
         """Forward and backward of the batch (x, y) through the pipeline.
