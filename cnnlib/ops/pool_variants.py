@@ -249,6 +249,19 @@ def _scatter_to_indices(gy, idx, h, w):
     return gx.reshape(n_, c_, h, w)
 
 
+@njit(cache=True, inline="always")
+def _window_sums(plane, i, j, kh, kw, sh, sw):
+    """sum(a) and sum(a^2) over window (i, j) of one plane, in float64."""
+    s1 = 0.0
+    s2 = 0.0
+    for p in range(kh):
+        for q in range(kw):
+            v = np.float64(plane[i * sh + p, j * sw + q])
+            s1 += v
+            s2 += v * v
+    return s1, s2
+
+
 @njit(parallel=True, cache=True)
 def _stochastic_forward(x, u, kh, kw, sh, sw, ho, wo, training):
     """Training: sample one element per window with probability a_i / sum(a) using the
@@ -263,13 +276,7 @@ def _stochastic_forward(x, u, kh, kw, sh, sw, ho, wo, training):
         c = nc % c_
         for i in range(ho):
             for j in range(wo):
-                s1 = 0.0
-                s2 = 0.0
-                for p in range(kh):
-                    for q in range(kw):
-                        v = np.float64(x[n, c, i * sh + p, j * sw + q])
-                        s1 += v
-                        s2 += v * v
+                s1, s2 = _window_sums(x[n, c], i, j, kh, kw, sh, sw)
                 first = (i * sh) * w + j * sw
                 idx[n, c, i, j] = first
                 if s1 == 0.0:
@@ -307,13 +314,7 @@ def _stochastic_eval_backward(gy, x, kh, kw, sh, sw):
         c = nc % c_
         for i in range(ho):
             for j in range(wo):
-                s1 = 0.0
-                s2 = 0.0
-                for p in range(kh):
-                    for q in range(kw):
-                        v = np.float64(x[n, c, i * sh + p, j * sw + q])
-                        s1 += v
-                        s2 += v * v
+                s1, s2 = _window_sums(x[n, c], i, j, kh, kw, sh, sw)
                 if s1 == 0.0:
                     continue
                 y = s2 / s1
