@@ -208,3 +208,27 @@ def grid_search(score=None, *, low=1.0, high=2.0, step=0.05, target=2.0, tol=0.1
                 candidates.append(Candidate(a, b, g, flops, float(s)))
     candidates.sort(key=lambda c: (-c.score, abs(c.flops - target), c.alpha, c.beta, c.gamma))
     return candidates
+
+
+def plain_cnn(net, in_channels=3, *, rng=None):
+    """A plain CNN with the stage depths and widths of a :class:`ScaledNetwork`.
+
+    Each stage is ``depth`` bias-free 3x3 convolutions with ReLU; the first of
+    each stage has stride 2.  Used to count the real MACs of a scaled network
+    (with :func:`cnnlib.summary.summary`) against :func:`flops_multiplier`.
+    See the chapter on classic architectures (Part II).
+    """
+    from . import nn  # here, not at import time: nn does not need scaling
+
+    if not isinstance(net, ScaledNetwork):
+        raise TypeError(f"net must be a ScaledNetwork, got {type(net).__name__}")
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+    layers, c_in = [], in_channels
+    for n_layers, width in zip(net.depths, net.widths):
+        for i in range(n_layers):
+            layers += [nn.Conv2d(c_in, width, 3, 2 if i == 0 else 1, padding=1, bias=False,
+                                 rng=rng),
+                       nn.ReLU()]
+            c_in = width
+    return nn.Sequential(*layers)

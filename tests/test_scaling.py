@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from cnnlib import scaling
 from cnnlib.scaling import (PAPER_COEFFICIENTS, Candidate, ScaledNetwork, compound_coefficients,
                             flops_multiplier, grid_search, proxy_score, round_filters,
                             round_repeats, scaled_network)
@@ -143,3 +144,19 @@ def test_bad_input():
         grid_search(lambda a, b, g: float("nan"))
     with pytest.raises(ValueError, match="rates must be three positive numbers"):
         proxy_score(1.2, 1.1, 1.15, rates=(1, 2))
+
+
+def test_plain_cnn_has_the_scaled_depths_widths_and_macs():
+    from cnnlib.summary import summary
+    net = scaling.scaled_network((1, 2), (8, 16), 16, phi=0)
+    model = scaling.plain_cnn(net, rng=0)
+    convs = [m for m in model if type(m).__name__ == "Conv2d"]
+    assert [c.weight.shape for c in convs] == [(8, 3, 3, 3), (16, 8, 3, 3), (16, 16, 3, 3)]
+    assert [c.stride for c in convs] == [(2, 2), (2, 2), (1, 1)]
+    # 16x16 -> 8x8 (first stage) -> 4x4 (second stage, twice)
+    expected = 8 * 8 * 8 * 27 + 16 * 4 * 4 * 72 + 16 * 4 * 4 * 144
+    assert summary(model, (3, 16, 16)).total_macs == expected
+    with pytest.raises(TypeError, match="net"):
+        scaling.plain_cnn((1, 2))
+    with pytest.raises(ValueError, match="in_channels"):
+        scaling.plain_cnn(net, in_channels=0)
