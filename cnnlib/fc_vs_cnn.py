@@ -24,15 +24,14 @@ import time
 from typing import NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from . import nn, optim
+from . import nn
 from ._random import get_rng
 from ._validate import check_float_array
 from .nn.layers import AvgPool2d, Conv2d, Linear, MaxPool2d
 from .ops.conv import conv2d
 from .summary import summary
-from .train import train_epoch
+from .train import fit_cosine_sgd
 from .zoo import MNIST_MEAN, MNIST_STD
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
@@ -410,7 +409,7 @@ def fit_classifier(model, x_train, y_train, x_test, y_test, epochs=1, batch_size
     momentum and weight decay, the learning rate following a cosine from
     ``lr`` to 0 over all steps; the batch order comes from ``seed`` (the
     weights are the caller's: build the model with a seeded ``rng``).
-    Uses :func:`cnnlib.train.train_epoch`.
+    Uses :func:`cnnlib.train.fit_cosine_sgd`.
 
     Inputs: x_train / x_test uint8 images (N, H, W) (normalised with
     :func:`to_input`) or float arrays the model takes; y_train / y_test
@@ -429,22 +428,8 @@ def fit_classifier(model, x_train, y_train, x_test, y_test, epochs=1, batch_size
     if not isinstance(lr, numbers.Real) or not lr > 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     rng = np.random.default_rng(_int(seed, "seed", minimum=0))
-    opt = optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=True,
-                    weight_decay=weight_decay)
-    steps = math.ceil(len(x_train) / batch_size)
-    history = {"train_loss": [], "test_accuracy": [], "epoch_seconds": []}
-    bar = tqdm(total=epochs * steps, unit="batch", disable=not progress)
-    for epoch in range(epochs):
-        def lr_at(step, epoch=epoch):
-            t = (epoch * steps + step) / (epochs * steps)
-            return lr * 0.5 * (1 + math.cos(math.pi * t))
-        start = time.perf_counter()
-        loss = train_epoch(model, opt, x_train, y_train, batch_size, rng, lr_at, bar)
-        history["epoch_seconds"].append(time.perf_counter() - start)
-        history["train_loss"].append(loss)
-        history["test_accuracy"].append(evaluate(model, x_test, y_test))
-    bar.close()
-    return history
+    return fit_cosine_sgd(model, x_train, y_train, lambda m: evaluate(m, x_test, y_test), epochs,
+                          batch_size, lr, momentum, weight_decay, rng, progress)
 
 
 def forward_times(models, input_shape, batch_sizes=(1, 64, 1000), repeats=5, rng=0):

@@ -61,6 +61,37 @@ def accuracy(model, images, labels, batch_size=1000):
     return float(np.mean(model.predict(images, batch_size) == labels))
 
 
+def fit_cosine_sgd(model, x, y, evaluate, epochs, batch_size, lr, momentum, weight_decay, rng,
+                   progress=True, desc=None):
+    """Train with cross-entropy, SGD + Nesterov momentum and a cosine learning rate.
+
+    The rate follows ``lr * (1 + cos(pi * t)) / 2`` from ``lr`` to 0 over all
+    steps; batches are shuffled with ``rng``.  ``evaluate(model)`` gives the
+    test accuracy after each epoch.  Returns a dict of per-epoch lists:
+    "train_loss", "test_accuracy", "epoch_seconds".  ``desc`` names the
+    progress bar, which then also shows the latest test accuracy.
+    """
+    opt = optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=True,
+                    weight_decay=weight_decay)
+    steps = math.ceil(len(x) / batch_size)
+    history = {"train_loss": [], "test_accuracy": [], "epoch_seconds": []}
+    bar = tqdm(total=epochs * steps, desc=desc, unit="batch", disable=not progress)
+    for epoch in range(epochs):
+        def lr_at(step, epoch=epoch):
+            t = (epoch * steps + step) / (epochs * steps)
+            return lr * 0.5 * (1 + math.cos(math.pi * t))
+        start = time.perf_counter()
+        loss = train_epoch(model, opt, x, y, batch_size, rng, lr_at, bar)
+        history["epoch_seconds"].append(time.perf_counter() - start)
+        history["train_loss"].append(loss)
+        history["test_accuracy"].append(evaluate(model))
+        if desc is not None:
+            bar.set_description(f"{desc} (epoch {epoch + 1}: test acc "
+                                f"{history['test_accuracy'][-1]:.4f})")
+    bar.close()
+    return history
+
+
 def fit_lenet5(epochs=10, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4, seed=0,
                data_dir=None, progress=True):
     """Train LeNet-5 on MNIST; returns (model, history dict).
@@ -75,22 +106,9 @@ def fit_lenet5(epochs=10, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-
     model = zoo.lenet5(rng=rng)
     x = model.preprocess(train_images)
     y = train_labels.astype(np.int64)
-    opt = optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=True,
-                    weight_decay=weight_decay)
-    steps = math.ceil(len(x) / batch_size)
-    history = {"train_loss": [], "test_accuracy": [], "epoch_seconds": []}
-    bar = tqdm(total=epochs * steps, desc="LeNet-5", unit="batch", disable=not progress)
-    for epoch in range(epochs):
-        def lr_at(step, epoch=epoch):
-            t = (epoch * steps + step) / (epochs * steps)
-            return lr * 0.5 * (1 + math.cos(math.pi * t))
-        start = time.perf_counter()
-        loss = train_epoch(model, opt, x, y, batch_size, rng, lr_at, bar)
-        history["epoch_seconds"].append(time.perf_counter() - start)
-        history["train_loss"].append(loss)
-        history["test_accuracy"].append(accuracy(model, test_images, test_labels))
-        bar.set_description(f"LeNet-5 (epoch {epoch + 1}: test acc {history['test_accuracy'][-1]:.4f})")
-    bar.close()
+    history = fit_cosine_sgd(model, x, y, lambda m: accuracy(m, test_images, test_labels),
+                             epochs, batch_size, lr, momentum, weight_decay, rng, progress,
+                             desc="LeNet-5")
     return model, history
 
 
