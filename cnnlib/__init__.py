@@ -9,6 +9,7 @@ Modules, grouped as the book is:
 * ``cnnlib.datasets``: MNIST, found locally or downloaded and verified;
 * ``cnnlib.zoo``, ``cnnlib.train``, ``cnnlib.bench``: LeNet-5 with shipped
   weights, its training command and the speed benchmark;
+* ``cnnlib.checks``: the chapters' self-checks of numerical results;
 * one module per chapter topic (``receptive``, ``invariance``, ``checkpoint``,
   ``amp``, ...), and ``cnnlib.widgets`` for the chapters' widgets.
 
@@ -28,7 +29,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 # Grouped as the book is: the core, then one module per chapter topic.
-from . import datasets, functional, nn, optim, zoo  # noqa: E402
+from . import checks, datasets, functional, nn, optim, zoo  # noqa: E402
 from . import border, connectivity, interpret, invariance, receptive  # noqa: E402
 from . import fc_vs_cnn, gradflow, jacobian, scaling, summary  # noqa: E402
 from . import amp, checkpoint, parallel, regularisation, transforms, uncertainty  # noqa: E402
@@ -37,7 +38,7 @@ from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
-    "datasets", "functional", "nn", "optim", "zoo",
+    "checks", "datasets", "functional", "nn", "optim", "zoo",
     "border", "connectivity", "interpret", "invariance", "receptive",
     "fc_vs_cnn", "gradflow", "jacobian", "scaling", "summary",
     "amp", "checkpoint", "parallel", "regularisation", "transforms", "uncertainty",
