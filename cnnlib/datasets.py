@@ -143,6 +143,17 @@ def load_mnist(split="train", data_dir=None):
     return _load(split, data_dir)
 
 
+def mnist_available(split=None, data_dir=None):
+    """True if the MNIST files of ``split`` (both splits if ``None``) are on this
+    machine, in ``data_dir``, ``$CNNLIB_DATA`` or the cache, so that
+    ``load_mnist`` will not need to download anything.  Only looks for the
+    files; ``load_mnist`` still verifies them."""
+    if split is not None and (not isinstance(split, str) or split not in _SPLITS):
+        raise ValueError(f"split must be 'train', 'test' or None, got {split!r}")
+    splits = _SPLITS if split is None else [split]
+    return all(_locate(name, data_dir) is not None for s in splits for name in _SPLITS[s])
+
+
 def _load(split, data_dir=None, *, mirrors=None, checksums=None, timeout=_TIMEOUT):
     """``load_mnist`` with the mirrors, checksums and timeout made explicit."""
     if not isinstance(split, str) or split not in _SPLITS:

@@ -236,6 +236,21 @@ def test_locate_order(tmp_path, monkeypatch, cache):
     assert datasets._locate(name) is None
 
 
+def test_mnist_available_looks_without_downloading(tmp_path, monkeypatch, cache):
+    assert not datasets.mnist_available()
+    directory = write_files(tmp_path / "d")
+    assert datasets.mnist_available(data_dir=directory)
+    assert datasets.mnist_available("test", directory)
+    (directory / "train-labels-idx1-ubyte.gz").unlink()
+    assert datasets.mnist_available("test", directory)
+    assert not datasets.mnist_available("train", directory)
+    assert not datasets.mnist_available(data_dir=directory)
+    monkeypatch.setenv("CNNLIB_DATA", str(write_files(tmp_path / "env")))
+    assert datasets.mnist_available()
+    with pytest.raises(ValueError, match="split"):
+        datasets.mnist_available("valid")
+
+
 def test_load_order_data_dir_env_cache(tmp_path, monkeypatch, cache):
     """The first directory holding a file is the one read: good files there
     load even when the later directories hold corrupt ones."""

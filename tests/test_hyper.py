@@ -13,6 +13,7 @@ def data():
     return hyper.mnist_subset(256, 128, seed=0)
 
 
+@pytest.mark.mnist
 def test_mnist_subset_shapes_and_determinism(data):
     x, y, xt, yt = data
     assert x.shape == (256, 1, 28, 28) and x.dtype == np.float32
@@ -33,6 +34,7 @@ def test_lenet5_draws_every_layer_from_one_generator():
         hyper.lenet5(0.5)
 
 
+@pytest.mark.mnist
 def test_evaluate_counts_correct_predictions(data):
     x, y, _, _ = data
     model = hyper.lenet5(0)
@@ -43,6 +45,7 @@ def test_evaluate_counts_correct_predictions(data):
     assert loss == pytest.approx(math.log(10), abs=0.3)   # an untrained network guesses
 
 
+@pytest.mark.mnist
 def test_train_follows_the_schedule_and_is_deterministic(data):
     x, y, xt, yt = data
     sched = schedules.triangular(0.01, 0.05, 3)
@@ -57,6 +60,7 @@ def test_train_follows_the_schedule_and_is_deterministic(data):
     assert "test_acc" not in b
 
 
+@pytest.mark.mnist
 def test_train_reports_divergence(data):
     x, y, xt, yt = data
     h = hyper.train(hyper.lenet5(0), x, y, schedules.Constant(1e38), epochs=3, batch_size=32,
@@ -65,6 +69,7 @@ def test_train_reports_divergence(data):
     assert h["test_acc"] == 0.1 and h["test_loss"] == math.inf
 
 
+@pytest.mark.mnist
 def test_batch_size_sweep_rows(data):
     rows = hyper.batch_size_sweep(data, batch_sizes=(32, 128), base_lr=0.01, base_batch_size=32,
                                   epochs=1, warmup_epochs=0.5, seed=0)
@@ -79,6 +84,7 @@ def test_batch_size_sweep_rows(data):
     assert rows[1]["train_loss"] != rows[2]["train_loss"]
 
 
+@pytest.mark.mnist
 def test_generalisation_gap_rows(data):
     rows = hyper.generalisation_gap(data, batch_sizes=(64, 256), lr=0.02, epochs=1,
                                     n_sharpness=32, power_iters=3, seed=0)
@@ -89,9 +95,16 @@ def test_generalisation_gap_rows(data):
 
 
 @pytest.mark.parametrize("call, err", [
-    (lambda d: hyper.mnist_subset(0), ValueError),
-    (lambda d: hyper.mnist_subset(70000), ValueError),
-    (lambda d: hyper.mnist_subset(10.5), TypeError),
+    (lambda: hyper.mnist_subset(0), ValueError),
+    (lambda: hyper.mnist_subset(70000), ValueError),
+    (lambda: hyper.mnist_subset(10.5), TypeError),
+])
+def test_mnist_subset_bad_sizes_fail_before_reading_data(call, err):
+    with pytest.raises(err):
+        call()
+
+
+@pytest.mark.parametrize("call, err", [
     (lambda d: hyper.evaluate(hyper.lenet5(0), d[0], d[1][:-1]), ValueError),
     (lambda d: hyper.train(hyper.lenet5(0), d[0], d[1], 0.1, 1, 32), TypeError),
     (lambda d: hyper.train(hyper.lenet5(0), d[0], d[1], schedules.Constant(0.1), 0, 32),
@@ -101,6 +114,7 @@ def test_generalisation_gap_rows(data):
     (lambda d: hyper.batch_size_sweep(d, batch_sizes=(0,)), ValueError),
     (lambda d: hyper.generalisation_gap(d, batch_sizes=(32,), n_sharpness=0), ValueError),
 ])
+@pytest.mark.mnist
 def test_bad_input(data, call, err):
     with pytest.raises(err):
         call(data)

@@ -1,18 +1,11 @@
 """LeNet-5 in the zoo, its shipped weights, and the training command line."""
 
 import json
-import os
 
 import numpy as np
 import pytest
 
 from cnnlib import train, zoo
-
-MNIST_DIR = os.environ.get("CNNLIB_DATA")
-needs_mnist = pytest.mark.skipif(
-    not (MNIST_DIR and os.path.exists(os.path.join(MNIST_DIR, "t10k-images-idx3-ubyte.gz"))),
-    reason="set CNNLIB_DATA to a directory holding the four MNIST files",
-)
 
 
 def test_lenet5_has_the_classic_parameter_count_and_shapes():
@@ -56,7 +49,7 @@ def test_pretrained_weights_load_with_their_record():
     assert np.abs(model[0].weight.data).max() > 0
 
 
-@needs_mnist
+@pytest.mark.mnist
 def test_pretrained_weights_reach_99_percent_on_mnist_test():
     from cnnlib.datasets import load_mnist
     images, labels = load_mnist("test")
