@@ -70,11 +70,14 @@ def check_bool(value, name):
 
 
 def check_dim(dim, ndim, name="dim"):
-    """Normalise a possibly negative axis ``dim`` for an array of rank ``ndim``."""
+    """Normalise a possibly negative axis ``dim`` for an array of rank ``ndim``.
+
+    Out of range is an ``IndexError``, as in PyTorch ("Dimension out of range").
+    """
     if not _is_int(dim):
         raise TypeError(f"{name} must be an int, got {dim!r}")
     if not -ndim <= dim < ndim:
-        raise ValueError(f"{name} must be in [{-ndim}, {ndim - 1}] for a {ndim}-d input, got {dim}")
+        raise IndexError(f"{name} must be in [{-ndim}, {ndim - 1}] for a {ndim}-d input, got {dim}")
     return dim % ndim
 
 

@@ -513,6 +513,18 @@ def test_cross_entropy_of_huge_logits_is_finite(dtype):
     assert np.all(np.isfinite(F.softmax(x, 1))) and np.all(np.isfinite(F.log_softmax(x, 1)))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_of_an_empty_batch(dtype):
+    """As in PyTorch: the mean of no losses is NaN, their sum 0, the gradient empty."""
+    x, target = np.zeros((0, 5), dtype), np.zeros(0, np.int64)
+    mean = F.cross_entropy(x, target)
+    assert np.isnan(mean) and np.asarray(mean).dtype == dtype
+    assert F.cross_entropy(x, target, "sum") == 0 and F.cross_entropy(x, target, "none").shape == (0,)
+    for reduction in ("mean", "sum", "none"):
+        g = F.cross_entropy_backward(x, target, reduction)
+        assert g.shape == (0, 5) and g.dtype == dtype
+
+
 def test_cross_entropy_backward_rows_sum_to_zero():
     x = randn(rng_for("ce-rows"), (4, 5, 3))
     target = rng_for("ce-t").integers(0, 5, size=(4, 3))
@@ -643,13 +655,13 @@ BAD_INPUTS = {
                                                                  np.zeros((3, 5))),
                                        ValueError, r"^grad_output must have shape \(2, 3\)"),
     # softmax
-    "softmax dim out of range": (lambda: F.softmax(L, 2), ValueError, r"^dim must be in \[-2, 1\].*got 2"),
-    "softmax negative dim out of range": (lambda: F.softmax(L, -3), ValueError, r"^dim .*got -3"),
-    "log_softmax dim out of range": (lambda: F.log_softmax(L, 5), ValueError, r"^dim"),
+    "softmax dim out of range": (lambda: F.softmax(L, 2), IndexError, r"^dim must be in \[-2, 1\].*got 2"),
+    "softmax negative dim out of range": (lambda: F.softmax(L, -3), IndexError, r"^dim .*got -3"),
+    "log_softmax dim out of range": (lambda: F.log_softmax(L, 5), IndexError, r"^dim"),
     "softmax dim float": (lambda: F.softmax(L, 1.0), TypeError, r"^dim must be an int"),
     "softmax 0-d input": (lambda: F.softmax(np.zeros(()), 0), ValueError, r"^input must have at least 1"),
     "softmax int input": (lambda: F.softmax(np.zeros(3, int), 0), TypeError, r"^input"),
-    "softmax_backward dim out of range": (lambda: F.softmax_backward(L, L, 2), ValueError, r"^dim"),
+    "softmax_backward dim out of range": (lambda: F.softmax_backward(L, L, 2), IndexError, r"^dim"),
     "log_softmax_backward shape mismatch": (lambda: F.log_softmax_backward(L[:2], L, 1), ValueError,
                                             r"^grad_output must have shape \(3, 4\)"),
     # cross-entropy

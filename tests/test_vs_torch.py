@@ -213,6 +213,24 @@ def test_cross_entropy(shape, reduction, dtype):
     assert_close(F.cross_entropy_backward(x, target, reduction), x_t.grad.numpy(), dtype)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_of_an_empty_batch(reduction):
+    x, target = np.zeros((0, 3), np.float32), np.zeros(0, np.int64)
+    loss_t = TF.cross_entropy(tensor(x), torch.from_numpy(target), reduction=reduction)
+    np.testing.assert_array_equal(F.cross_entropy(x, target, reduction), loss_t.detach().numpy())
+
+
+@pytest.mark.parametrize("call", [
+    lambda lib, x: lib.softmax(x, 2), lambda lib, x: lib.log_softmax(x, -3),
+])
+def test_dim_out_of_range_is_an_index_error(call):
+    x = np.zeros((2, 3), np.float32)
+    with pytest.raises(IndexError):
+        call(TF, tensor(x))
+    with pytest.raises(IndexError):
+        call(F, x)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_output_sizes(dtype):
     """conv_output_size and pool_output_size agree with the shapes PyTorch returns."""

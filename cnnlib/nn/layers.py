@@ -306,7 +306,7 @@ class Flatten(Module):
         ndim = x.ndim
         start, end = self.start_dim, self.end_dim
         if not (-ndim <= start < ndim and -ndim <= end < ndim):
-            raise ValueError(
+            raise IndexError(
                 f"Flatten(start_dim={start}, end_dim={end}) does not fit an input of shape {x.shape}")
         start, end = start % ndim, end % ndim
         if start > end:

@@ -75,7 +75,10 @@ def cross_entropy(input, target, reduction="mean"):
     if reduction == "none":
         return losses
     total = losses.sum(dtype=x.dtype)
-    return total / x.dtype.type(max(target.size, 1)) if reduction == "mean" else total
+    if reduction == "sum":
+        return total
+    # An empty batch has no mean: NaN, as in PyTorch (0 / 0).
+    return total / x.dtype.type(target.size) if target.size else x.dtype.type(np.nan)
 
 
 def cross_entropy_backward(input, target, reduction="mean"):
