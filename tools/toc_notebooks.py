@@ -36,20 +36,31 @@ def toc_files(node):
             yield from toc_files(item)
 
 
-def main(toc_path=ROOT / "_toc.yml"):
+def toc_notebooks(toc_path=ROOT / "_toc.yml"):
+    """The notebooks of the table of contents, as paths relative to the root.
+
+    Raises ``SystemExit`` naming every ``file`` that is neither a notebook
+    nor a Markdown page.
+    """
     toc = yaml.safe_load(Path(toc_path).read_text(encoding="utf-8"))
-    missing = []
+    notebooks, missing = [], []
     for name in toc_files(toc):
         stem = Path(name)
         if stem.suffix in (".ipynb", ".md"):
             stem = stem.with_suffix("")
         notebook = stem.with_suffix(".ipynb")
         if (ROOT / notebook).is_file():
-            print(notebook.as_posix())
+            notebooks.append(notebook.as_posix())
         elif not (ROOT / stem.with_suffix(".md")).is_file():
             missing.append(name)
     if missing:
         sys.exit(f"_toc.yml lists files that do not exist: {', '.join(missing)}")
+    return notebooks
+
+
+def main(toc_path=ROOT / "_toc.yml"):
+    for notebook in toc_notebooks(toc_path):
+        print(notebook)
 
 
 if __name__ == "__main__":
