@@ -44,6 +44,7 @@ fi
 
 out=${PORTABLE_OUT:-_build/portability}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)   # absolute: nbval runs each kernel in the notebook's folder
 status=0
 for profile in "${profiles[@]}"; do
     log="$out/$profile.jsonl"
@@ -63,11 +64,11 @@ for profile in "${profiles[@]}"; do
                 OPENBLAS_CORETYPE=Sandybridge \
                 NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
                 MKL_NUM_THREADS=1 \
-                CNNLIB_CHECK_LOG="$PWD/$log" CNNLIB_CHECK_NOTEBOOK="$nb" \
+                CNNLIB_CHECK_LOG="$log" CNNLIB_CHECK_NOTEBOOK="$nb" \
                 python -m pytest --nbval --nbval-current-env \
                     --nbval-sanitize-with nbval_sanitize.cfg -p no:cacheprovider -q "$nb"
         else
-            env CNNLIB_CHECK_LOG="$PWD/$log" CNNLIB_CHECK_NOTEBOOK="$nb" \
+            env CNNLIB_CHECK_LOG="$log" CNNLIB_CHECK_NOTEBOOK="$nb" \
                 python -m pytest --nbval --nbval-current-env \
                     --nbval-sanitize-with nbval_sanitize.cfg -p no:cacheprovider -q "$nb"
         fi
