@@ -1,17 +1,26 @@
 """cnnlib: the NumPy + Numba library behind the interactive CNN book.
 
-Modules, grouped as the book is:
+A short top level of wings, each one kind of thing, every import pointing
+to a wing above it in this list:
 
-* ``cnnlib.functional``: stateless operations (convolution, pooling,
-  activations, linear, losses) with their backward passes;
-* ``cnnlib.nn``: ``Module``, ``Sequential`` and layers built on them;
-* ``cnnlib.optim``: SGD, Adam and AdamW;
-* ``cnnlib.datasets``: MNIST, found locally or downloaded and verified;
-* ``cnnlib.zoo``, ``cnnlib.train``, ``cnnlib.bench``: LeNet-5 with shipped
-  weights, its training command and the speed benchmark;
-* ``cnnlib.checks``: the chapters' self-checks of numerical results;
-* one module per chapter topic (``receptive``, ``invariance``, ``checkpoint``,
-  ``amp``, ...), and ``cnnlib.widgets`` for the chapters' widgets.
+* ``cnnlib.ops``: the numeric kernels (Numba), one module per family;
+* ``cnnlib.functional``: the public functional API, like
+  ``torch.nn.functional``: each operation with its ``*_backward``;
+* ``cnnlib.nn``: ``Module``, ``Sequential``, layers, blocks, initialisation;
+* ``cnnlib.optim``: optimisers, learning-rate schedules, the range test;
+* ``cnnlib.data``: MNIST (found locally or downloaded and verified) and
+  transforms;
+* ``cnnlib.models``: the zoo (LeNet-5 with shipped weights) and the
+  from-scratch versions;
+* ``cnnlib.training``: the training loop and its command line
+  (``python -m cnnlib.training``), mixed precision, checkpointing, parallelism;
+* ``cnnlib.analysis``: measuring a network (receptive fields, summaries,
+  Jacobians, gradient flow, sharpness, invariance, uncertainty, ...);
+* ``cnnlib.experiments``: the chapters' experiment drivers;
+* ``cnnlib.widgets``: one module per interactive widget (imported on use);
+* ``cnnlib.checks``, ``cnnlib.plotting``, ``cnnlib.bench``: the chapters'
+  self-checks, shared figures, and the speed benchmark
+  (``python -m cnnlib.bench``).
 
 Importing cnnlib compiles nothing: each Numba kernel is compiled (or loaded
 from its on-disk cache) the first time it runs.
@@ -28,20 +37,15 @@ import numba
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-# Grouped as the book is: the core, then one module per chapter topic.
-from . import checks, datasets, functional, nn, optim, zoo  # noqa: E402
-from . import border, connectivity, interpret, invariance, receptive  # noqa: E402
-from . import fc_vs_cnn, gradflow, jacobian, scaling, summary  # noqa: E402
-from . import amp, checkpoint, parallel, regularisation, transforms, uncertainty  # noqa: E402
-from . import hyper, lr_finder, schedules, sharpness  # noqa: E402
+# The wings, in the order of dependence.
+from . import functional, nn, optim  # noqa: E402, I001
+from . import data, models, training  # noqa: E402
+from . import analysis, experiments  # noqa: E402
+from . import checks  # noqa: E402
 from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
-    "checks", "datasets", "functional", "nn", "optim", "zoo",
-    "border", "connectivity", "interpret", "invariance", "receptive",
-    "fc_vs_cnn", "gradflow", "jacobian", "scaling", "summary",
-    "amp", "checkpoint", "parallel", "regularisation", "transforms", "uncertainty",
-    "hyper", "lr_finder", "schedules", "sharpness",
-    "manual_seed",
+    "functional", "nn", "optim", "data", "models", "training", "analysis", "experiments",
+    "checks", "manual_seed",
 ]

@@ -5,6 +5,7 @@ Public functions validate, private kernels compute: every check here raises
 value it got, so a reader never meets a Numba typing error.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -85,3 +86,26 @@ def check_reduction(reduction):
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     return reduction
+
+
+def check_number(value, name, positive=False):
+    """A finite real ``value`` as float, >= 0 (or > 0 with ``positive``); errors name ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if not positive and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def check_count(value, name, minimum=1):
+    """An integer ``value`` >= ``minimum`` as int (bool refused); errors name ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)

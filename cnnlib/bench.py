@@ -57,6 +57,13 @@ from tqdm import tqdm
 
 from . import functional as F
 
+__all__ = ["Case", "conv_case", "pool_case", "select_cases", "flop_count", "make_arrays",
+           "numpy_im2col", "numpy_conv2d", "numpy_conv2d_backward", "numpy_max_pool2d",
+           "numpy_max_pool2d_backward", "time_call", "rel_err", "bench_case", "summarise",
+           "thread_limits", "cpu_model", "blas_description", "sgemm_gflops", "machine_info",
+           "busy_seconds", "other_cores", "default_threads", "run", "startup_times",
+           "format_startup", "format_report", "main"]
+
 try:
     import torch
     import torch.nn.functional as torch_F
@@ -506,7 +513,8 @@ STARTUP_SNIPPET = """
 import time
 t0 = time.perf_counter()
 import numpy as np
-from cnnlib import nn, zoo
+from cnnlib import nn
+from cnnlib.models import zoo
 t1 = time.perf_counter()
 model = zoo.lenet5(rng=0)
 x = np.random.default_rng(0).standard_normal((64, 1, 28, 28)).astype(np.float32)

@@ -9,21 +9,38 @@ returns the gradient of each array input in order.
 
 from .ops.activation import relu, relu_backward, sigmoid, sigmoid_backward, tanh, tanh_backward
 from .ops.conv import conv2d, conv2d_backward, conv_output_size, padding_amounts
-from .ops.conv_variants import (conv2d_cost, convolve2d, convolve2d_backward,
-                                depthwise_separable_conv2d, depthwise_separable_conv2d_backward,
-                                depthwise_separable_cost, flip_kernel, separable_factors,
-                                spatially_separable_conv2d, spatially_separable_cost)
+from .ops.conv_variants import (
+                                conv2d_cost,
+                                convolve2d,
+                                convolve2d_backward,
+                                depthwise_separable_conv2d,
+                                depthwise_separable_conv2d_backward,
+                                depthwise_separable_cost,
+                                flip_kernel,
+                                separable_factors,
+                                spatially_separable_conv2d,
+                                spatially_separable_cost,
+)
 from .ops.dropout import dropout, dropout2d, dropout_backward
 from .ops.linear import linear, linear_backward
-from .ops.loss import (cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward,
-                       softmax, softmax_backward)
-from .ops.norm import (batch_norm, batch_norm_backward, local_response_norm,
-                       local_response_norm_backward)
-from .ops.pool import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
-                       pool_output_size)
-from .ops.pool_variants import (fractional_intervals, fractional_max_pool2d,
-                                fractional_max_pool2d_backward, fractional_output_size,
-                                stochastic_pool2d, stochastic_pool2d_backward)
+from .ops.loss import (
+                                cross_entropy,
+                                cross_entropy_backward,
+                                log_softmax,
+                                log_softmax_backward,
+                                softmax,
+                                softmax_backward,
+)
+from .ops.norm import batch_norm, batch_norm_backward, local_response_norm, local_response_norm_backward
+from .ops.pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward, pool_output_size
+from .ops.pool_variants import (
+                                fractional_intervals,
+                                fractional_max_pool2d,
+                                fractional_max_pool2d_backward,
+                                fractional_output_size,
+                                stochastic_pool2d,
+                                stochastic_pool2d_backward,
+)
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv_output_size", "padding_amounts",

@@ -7,6 +7,8 @@ one of them is called.
 
 import numpy as np
 
+__all__ = ["confusion_matrix", "misclassified", "plot_confusion_matrix", "plot_misclassified"]
+
 
 def _labels(a, name):
     a = np.asarray(a)

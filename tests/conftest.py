@@ -8,10 +8,10 @@ not depend on a download.
 
 import pytest
 
-from cnnlib.datasets import mnist_available
+from cnnlib.data.mnist import mnist_available
 
 MNIST_REASON = ("MNIST not found on this machine: set CNNLIB_DATA to a folder holding "
-                "the four MNIST files, or run cnnlib.datasets.load_mnist() once online")
+                "the four MNIST files, or run cnnlib.data.mnist.load_mnist() once online")
 
 
 def pytest_configure(config):

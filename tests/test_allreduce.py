@@ -1,10 +1,17 @@
-"""Tests for cnnlib.parallel.allreduce: the ring all-reduce, in memory and over pipes."""
+"""Tests for cnnlib.training.parallel.allreduce: the ring all-reduce, in memory and over pipes."""
 
 import numpy as np
 import pytest
 
-from cnnlib.parallel import (WorkerError, chunk_bounds, ring_allreduce, ring_schedule,
-                             ring_traffic, run_ring_allreduce, simulate_ring_allreduce)
+from cnnlib.training.parallel import (
+    WorkerError,
+    chunk_bounds,
+    ring_allreduce,
+    ring_schedule,
+    ring_traffic,
+    run_ring_allreduce,
+    simulate_ring_allreduce,
+)
 
 
 def _buffers(n, length, dtype=np.float64, seed=0):

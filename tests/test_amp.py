@@ -1,14 +1,13 @@
-"""Tests for cnnlib.amp: float16 emulation and dynamic loss scaling (memory chapter)."""
+"""Tests for cnnlib.training.amp: float16 emulation and dynamic loss scaling (memory chapter)."""
 
 import copy
 
 import numpy as np
 import pytest
 
-from cnnlib import amp, nn
+from cnnlib import nn
 from cnnlib.optim import SGD
-
-
+from cnnlib.training import amp
 
 # ----------------------------------------------------------------------------
 # float16 rounding and categories

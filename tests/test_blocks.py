@@ -1,18 +1,17 @@
-"""Tests for ResNet's blocks (cnnlib.nn.blocks) and the model summary (cnnlib.summary)."""
+"""Tests for ResNet's blocks (cnnlib.nn.blocks) and the model summary (cnnlib.analysis.summary)."""
 
 import re
 
 import numpy as np
 import pytest
 import torch
-
-from cnnlib import nn, zoo
-from cnnlib.nn.blocks import PlainBlock, ResidualBlock
-from cnnlib.nn.norm_layers import BatchNorm2d
-from cnnlib.summary import LayerRow, Summary, count_parameters, format_summary, summary
-
 from naive import numerical_gradient, rel_error
 
+from cnnlib import nn
+from cnnlib.analysis.summary import LayerRow, Summary, count_parameters, format_summary, summary
+from cnnlib.models import zoo
+from cnnlib.nn.blocks import PlainBlock, ResidualBlock
+from cnnlib.nn.norm_layers import BatchNorm2d
 
 # ----------------------------------------------------------------------------
 # Blocks

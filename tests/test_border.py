@@ -1,4 +1,4 @@
-"""Tests for cnnlib.border: padding modes against np.pad + a plain correlation
+"""Tests for cnnlib.analysis.border: padding modes against np.pad + a plain correlation
 loop (and PyTorch's padding_mode where torch is installed), their gradients
 by central differences, border distances, ring means, the power-law image,
 and bad input.
@@ -9,8 +9,8 @@ import itertools
 import numpy as np
 import pytest
 
-from cnnlib import border as B
 from cnnlib import functional as F
+from cnnlib.analysis import border as B
 
 NP_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 

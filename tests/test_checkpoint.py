@@ -1,4 +1,4 @@
-"""Tests for cnnlib.checkpoint: gradient checkpointing (memory chapter, Part III)."""
+"""Tests for cnnlib.training.checkpoint: gradient checkpointing (memory chapter, Part III)."""
 
 import copy
 
@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 
 from cnnlib import nn
-from cnnlib.checkpoint import (Checkpointed, checkpoint_sweep, held_activation_bytes,
-                               measure_memory_and_time, optimal_segments, predicted_peak_bytes,
-                               segment_bounds)
+from cnnlib.training.checkpoint import (
+    Checkpointed,
+    checkpoint_sweep,
+    held_activation_bytes,
+    measure_memory_and_time,
+    optimal_segments,
+    predicted_peak_bytes,
+    segment_bounds,
+)
 
 
 def deep_convnet(depth=6, channels=3, seed=0, dtype=np.float32):

@@ -1,4 +1,4 @@
-"""Tests for cnnlib.connectivity: parameter counts against real layers
+"""Tests for cnnlib.analysis.connectivity: parameter counts against real layers
 (cnnlib.nn and PyTorch), the locally connected count against the number of
 non-zero entries of a convolution's input-output Jacobian (its connections),
 the n^2 -> n k^2 -> k^2 scaling, and bad input.
@@ -7,9 +7,9 @@ the n^2 -> n k^2 -> k^2 scaling, and bad input.
 import numpy as np
 import pytest
 
-from cnnlib import connectivity as C
 from cnnlib import functional as F
 from cnnlib import nn
+from cnnlib.analysis import connectivity as C
 
 try:
     import torch

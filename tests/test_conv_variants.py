@@ -6,11 +6,11 @@ gradient checks, cost formulas, the DepthwiseSeparableConv2d layer, bad input.
 
 import zlib
 
+import naive
 import numpy as np
 import pytest
 from scipy.signal import convolve2d as scipy_convolve2d
 
-import naive
 from cnnlib import functional as F
 from cnnlib import nn
 from cnnlib.nn.conv_layers import DepthwiseSeparableConv2d

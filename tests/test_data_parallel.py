@@ -1,4 +1,4 @@
-"""Tests for cnnlib.parallel.data_parallel: replicas in processes, gradients all-reduced."""
+"""Tests for cnnlib.training.parallel.data_parallel: replicas in processes, gradients all-reduced."""
 
 import functools
 import multiprocessing as mp
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cnnlib import nn, optim
-from cnnlib.parallel import DataParallel, WorkerError, flat_gradient, shard_bounds
+from cnnlib.training.parallel import DataParallel, WorkerError, flat_gradient, shard_bounds
 
 
 def tiny_model(dtype=np.float64):
@@ -128,7 +128,7 @@ def test_pool_rejects_bad_batches_and_step_without_optimizer():
 
 
 def test_benchmark_steps():
-    from cnnlib.parallel import benchmark_steps
+    from cnnlib.training.parallel import benchmark_steps
     x, y = batch(12)
     with DataParallel(tiny_model(), 2, SGD, timeout=180) as dp:
         out = benchmark_steps(dp, x, y, batch_size=5, steps=3, warmup=1)

@@ -1,4 +1,4 @@
-"""Tests for cnnlib.datasets: the IDX parser, the local lookup, and the
+"""Tests for cnnlib.data.mnist: the IDX parser, the local lookup, and the
 download path against a real HTTP server on 127.0.0.1.
 
 No test touches the real network or the real user cache: an autouse fixture
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlib import datasets
-from cnnlib.datasets import DatasetError, load_mnist, read_idx
+from cnnlib.data import mnist as datasets
+from cnnlib.data.mnist import DatasetError, load_mnist, read_idx
 
 # Read before the autouse fixture clears it, for the real-MNIST test.
 REAL_DATA = os.environ.get("CNNLIB_DATA")

@@ -162,13 +162,13 @@ def test_layer_train_and_eval():
 
 def test_layer_draws_from_its_own_generator():
     # The convention the gradient-checkpointing wrapper relies on: rewinding
-    # self._rng replays the same mask.
+    # self.rng replays the same mask.
     layer = Dropout(0.3, rng=7)
-    assert isinstance(layer._rng, np.random.Generator)
+    assert isinstance(layer.rng, np.random.Generator)
     x = rand((6, 6))
-    state = layer._rng.bit_generator.state
+    state = layer.rng.bit_generator.state
     y1 = layer(x)
-    layer._rng.bit_generator.state = state
+    layer.rng.bit_generator.state = state
     np.testing.assert_array_equal(layer(x), y1)
     np.testing.assert_array_equal(Dropout(0.3, rng=7)(x), y1)
 
@@ -190,10 +190,10 @@ def test_backward_through_a_network_matches_finite_differences():
                      Linear(7, 3, dtype=np.float64, rng=rng))
     x = rng.standard_normal((4, 5))
     w = rng.standard_normal((4, 3))
-    state = net[2]._rng.bit_generator.state
+    state = net[2].rng.bit_generator.state
 
     def f(z):
-        net[2]._rng.bit_generator.state = state  # the same mask every time
+        net[2].rng.bit_generator.state = state  # the same mask every time
         return float(np.sum(w * net(z)))
     f(x)
     gx = net.backward(w)

@@ -1,15 +1,15 @@
-"""Tests for cnnlib.fc_vs_cnn (the chapter "CNN vs fully connected")."""
+"""Tests for cnnlib.experiments.fc_vs_cnn (the chapter "CNN vs fully connected")."""
 
 import math
 
 import numpy as np
 import pytest
 
-from cnnlib import fc_vs_cnn as fc
-from cnnlib import nn, zoo
-from cnnlib.invariance import equivariance_error
-from cnnlib.summary import count_parameters
-
+from cnnlib import nn
+from cnnlib.analysis.invariance import equivariance_error
+from cnnlib.analysis.summary import count_parameters
+from cnnlib.experiments import fc_vs_cnn as fc
+from cnnlib.models import zoo
 
 # --- builders and counts ----------------------------------------------------
 

@@ -5,6 +5,7 @@ clear errors on bad input.  Comparisons with PyTorch live in test_vs_torch.py.
 
 import zlib
 
+import naive
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,6 @@ from hypothesis import strategies as st
 from scipy.signal import correlate2d
 from scipy.special import expit
 
-import naive
 from cnnlib import functional as F
 
 DTYPES = [np.float32, np.float64]

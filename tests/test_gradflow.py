@@ -1,4 +1,4 @@
-"""Tests for the gradient-through-depth experiments (cnnlib.gradflow).
+"""Tests for the gradient-through-depth experiments (cnnlib.analysis.gradflow).
 
 The trends are checked with generous margins; the exact numbers depend on
 the seed.
@@ -7,7 +7,7 @@ the seed.
 import numpy as np
 import pytest
 
-from cnnlib.gradflow import activation_gradient_through_depth, residual_gradient_through_depth
+from cnnlib.analysis.gradflow import activation_gradient_through_depth, residual_gradient_through_depth
 
 
 @pytest.mark.parametrize("layer", ["linear", "conv"])

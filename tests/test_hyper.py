@@ -1,11 +1,13 @@
-"""Tests for cnnlib.hyper: the experiment drivers, on tiny MNIST subsets."""
+"""Tests for cnnlib.experiments.hyper: the experiment drivers, on tiny MNIST subsets."""
 
 import math
 
 import numpy as np
 import pytest
 
-from cnnlib import hyper, schedules, zoo
+from cnnlib.experiments import hyper
+from cnnlib.models import zoo
+from cnnlib.optim import schedules
 
 
 @pytest.fixture(scope="module")

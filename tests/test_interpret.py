@@ -1,4 +1,4 @@
-"""Tests for cnnlib.interpret: feature maps against the model's own forward,
+"""Tests for cnnlib.analysis.interpret: feature maps against the model's own forward,
 occlusion sensitivity against a direct loop (one occluded image at a time),
 on a small random network and on the pretrained LeNet-5; and bad input.
 """
@@ -6,8 +6,10 @@ on a small random network and on the pretrained LeNet-5; and bad input.
 import numpy as np
 import pytest
 
-from cnnlib import interpret, nn, zoo
+from cnnlib import nn
+from cnnlib.analysis import interpret
 from cnnlib.functional import softmax
+from cnnlib.models import zoo
 
 
 def small_model(dtype=np.float64):

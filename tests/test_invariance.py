@@ -1,4 +1,4 @@
-"""Tests for cnnlib.invariance: shifts, equivariance of convolution, (partial)
+"""Tests for cnnlib.analysis.invariance: shifts, equivariance of convolution, (partial)
 shift invariance of pooling and its aliasing, and what pooling keeps.
 """
 
@@ -7,7 +7,12 @@ import zlib
 import numpy as np
 import pytest
 
-from cnnlib.invariance import equivariance_error, pooling_information, pooling_invariance, shift_image
+from cnnlib.analysis.invariance import (
+    equivariance_error,
+    pooling_information,
+    pooling_invariance,
+    shift_image,
+)
 from cnnlib.ops.conv import conv2d
 from cnnlib.ops.pool import avg_pool2d, max_pool2d
 

@@ -1,13 +1,12 @@
-"""Tests for full Jacobians by backward and by central differences (cnnlib.jacobian)."""
+"""Tests for full Jacobians by backward and by central differences (cnnlib.analysis.jacobian)."""
 
 import numpy as np
 import pytest
+from naive import rel_error
 
 from cnnlib import nn
-from cnnlib.jacobian import jacobian, numerical_jacobian, residual_jacobian
+from cnnlib.analysis.jacobian import jacobian, numerical_jacobian, residual_jacobian
 from cnnlib.nn.blocks import PlainBlock, ResidualBlock
-
-from naive import rel_error
 
 
 def test_jacobian_of_linear_layer_is_its_weight():

@@ -1,9 +1,10 @@
-"""Tests for cnnlib.lr_finder: smoothing, the reading rule on known curves, the range test."""
+"""Tests for cnnlib.optim.lr_finder: smoothing, the reading rule on known curves, the range test."""
 
 import numpy as np
 import pytest
 
-from cnnlib import lr_finder, nn, optim, schedules
+from cnnlib import nn, optim
+from cnnlib.optim import lr_finder, schedules
 
 
 def plain_ema(losses, beta):

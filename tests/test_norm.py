@@ -9,12 +9,10 @@ import re
 import numpy as np
 import pytest
 import torch
+from naive import numerical_gradient, rel_error
 
 from cnnlib.nn.norm_layers import BatchNorm2d, LocalResponseNorm
-from cnnlib.ops.norm import (batch_norm, batch_norm_backward, local_response_norm,
-                             local_response_norm_backward)
-
-from naive import numerical_gradient, rel_error
+from cnnlib.ops.norm import batch_norm, batch_norm_backward, local_response_norm, local_response_norm_backward
 
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
 

@@ -165,6 +165,10 @@ SETTINGS = [
     ("Adam", dict(lr=1e-2)),
     ("Adam", dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6)),
     ("Adam", dict(lr=1e-2, weight_decay=0.1)),
+    ("AdamW", dict(lr=1e-2)),
+    ("AdamW", dict(lr=1e-2, weight_decay=0.1)),
+    ("AdamW", dict(lr=3e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.5)),
+    ("AdamW", dict(lr=1e-3, weight_decay=0.0)),
 ]
 
 
@@ -177,7 +181,7 @@ def test_matches_torch_optim(name, kwargs, dtype):
     opt = getattr(optim, name)(params, **kwargs)
     topt = getattr(torch.optim, name)(tparams, **kwargs)
     rtol, atol = (1e-5, 1e-6) if dtype == np.float32 else (1e-12, 1e-13)
-    for step in range(6):
+    for step in range(8):
         grads = grads_for(params, step)
         opt.zero_grad()
         for p, tp, g in zip(params, tparams, grads):

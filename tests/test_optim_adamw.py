@@ -5,16 +5,7 @@ import pytest
 
 from cnnlib import optim
 from cnnlib.nn import Parameter
-
-
-def make_params(dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    return [Parameter(rng.standard_normal(shape).astype(dtype)) for shape in [(3, 4), (5,), (2, 1, 3, 3)]]
-
-
-def grads_for(params, step, seed=1):
-    rng = np.random.default_rng(seed + step)
-    return [rng.standard_normal(p.shape).astype(p.dtype) for p in params]
+from test_optim import grads_for, make_params  # shared with the SGD and Adam tests
 
 
 def test_defaults_match_torch():
@@ -87,34 +78,8 @@ def test_bad_settings():
         optim.AdamW([])
 
 
-SETTINGS = [
-    dict(lr=1e-2),
-    dict(lr=1e-2, weight_decay=0.1),
-    dict(lr=3e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.5),
-    dict(lr=1e-3, weight_decay=0.0),
-]
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kwargs", SETTINGS, ids=[str(i) for i in range(len(SETTINGS))])
-def test_matches_torch_adamw(kwargs, dtype):
-    torch = pytest.importorskip("torch", reason="PyTorch not installed: reference comparison skipped")
-    params = make_params(dtype)
-    tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
-    opt = optim.AdamW(params, **kwargs)
-    topt = torch.optim.AdamW(tparams, **kwargs)
-    rtol, atol = (1e-5, 1e-6) if dtype == np.float32 else (1e-12, 1e-13)
-    for step in range(8):
-        grads = grads_for(params, step)
-        opt.zero_grad()
-        for p, tp, g in zip(params, tparams, grads):
-            p.grad += g
-            tp.grad = torch.from_numpy(g.copy())
-        opt.step()
-        topt.step()
-        for p, tp in zip(params, tparams):
-            assert p.data.dtype == dtype
-            np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=rtol, atol=atol)
+# The step-by-step comparison with torch.optim.AdamW is in test_optim.py
+# (test_matches_torch_optim), with SGD and Adam.
 
 
 def test_torch_adam_weight_decay_is_coupled_and_adamw_is_not():

@@ -1,4 +1,4 @@
-"""Tests for cnnlib.parallel.pipeline: schedules, the bubble, stages in processes."""
+"""Tests for cnnlib.training.parallel.pipeline: schedules, the bubble, stages in processes."""
 
 import functools
 import itertools
@@ -7,9 +7,19 @@ import numpy as np
 import pytest
 
 from cnnlib import nn, optim
-from cnnlib.parallel import (Pipeline, WorkerError, balanced_boundaries, bubble_formula,
-                             bubble_fraction, flat_gradient, peak_stash, pipeline_schedule,
-                             profile_layers, simulate_pipeline, split_model)
+from cnnlib.training.parallel import (
+    Pipeline,
+    WorkerError,
+    balanced_boundaries,
+    bubble_formula,
+    bubble_fraction,
+    flat_gradient,
+    peak_stash,
+    pipeline_schedule,
+    profile_layers,
+    simulate_pipeline,
+    split_model,
+)
 
 
 def tiny_model(dtype=np.float64):
@@ -202,7 +212,7 @@ def test_plot_pipeline_timeline():
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from cnnlib.parallel import plot_pipeline_timeline
+    from cnnlib.training.parallel import plot_pipeline_timeline
     fig = plot_pipeline_timeline(simulate_pipeline(3, 4, "1f1b"))
     assert isinstance(fig, Figure)
     assert "bubble" in fig.axes[0].get_title()

@@ -5,15 +5,20 @@ pooling (against plain loops, statistically, and by gradient checks).
 
 import zlib
 
+import naive
 import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-import naive
 from cnnlib.nn.pool_layers import FractionalMaxPool2d, StochasticPool2d
-from cnnlib.ops.pool_variants import (fractional_intervals, fractional_max_pool2d,
-                                      fractional_max_pool2d_backward, fractional_output_size,
-                                      stochastic_pool2d, stochastic_pool2d_backward)
+from cnnlib.ops.pool_variants import (
+    fractional_intervals,
+    fractional_max_pool2d,
+    fractional_max_pool2d_backward,
+    fractional_output_size,
+    stochastic_pool2d,
+    stochastic_pool2d_backward,
+)
 
 DTYPES = [np.float32, np.float64]
 GRAD_TOL = 1e-6

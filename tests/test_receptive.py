@@ -1,4 +1,4 @@
-"""Tests for cnnlib.receptive: the closed-form receptive field against a
+"""Tests for cnnlib.analysis.receptive: the closed-form receptive field against a
 back-projection of index sets, regions and path counts against the gradient
 of a chain of conv2d layers with all-ones kernels, the taps of one output
 against the gradient of one output of conv2d, and bad input.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cnnlib import functional as F
-from cnnlib import receptive as R
+from cnnlib.analysis import receptive as R
 
 # (kernel_size, stride, dilation, padding) chains, one axis; used squared in 2-D.
 CHAINS = {

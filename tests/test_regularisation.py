@@ -1,12 +1,13 @@
-"""Tests for cnnlib.regularisation: the L2 penalty, coupled vs decoupled decay, the toys."""
+"""Tests for cnnlib.experiments.regularisation: the L2 penalty, coupled vs decoupled decay, the toys."""
 
 import numpy as np
 import pytest
 
-from cnnlib import optim, regularisation as R
+from cnnlib import optim
+from cnnlib.experiments import regularisation as R
+from cnnlib.models.zoo import LeNet5
 from cnnlib.nn import Conv2d, Flatten, Linear, Parameter, ReLU, Sequential
 from cnnlib.nn.dropout import Dropout
-from cnnlib.zoo import LeNet5
 
 
 def small_net(seed=0, dtype=np.float64):
@@ -201,7 +202,7 @@ def test_dropout_lenet5():
         R.lenet5_dropout((0.1, 0.2))
     with pytest.raises(ValueError, match="between 0 and 1"):
         R.lenet5_dropout(1.2)
-    assert len({id(d._rng) for d in drops}) == 3
+    assert len({id(d.rng) for d in drops}) == 3
     images = np.random.default_rng(1).integers(0, 256, (4, 28, 28), dtype=np.uint8)
     model.eval()
     np.testing.assert_array_equal(model.logits(images), plain.logits(images))

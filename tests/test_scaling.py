@@ -1,13 +1,22 @@
-"""Tests for EfficientNet's compound scaling (cnnlib.scaling)."""
+"""Tests for EfficientNet's compound scaling (cnnlib.experiments.scaling)."""
 
 import math
 
 import pytest
 
-from cnnlib import scaling
-from cnnlib.scaling import (PAPER_COEFFICIENTS, Candidate, ScaledNetwork, compound_coefficients,
-                            flops_multiplier, grid_search, proxy_score, round_filters,
-                            round_repeats, scaled_network)
+from cnnlib.experiments import scaling
+from cnnlib.experiments.scaling import (
+    PAPER_COEFFICIENTS,
+    Candidate,
+    ScaledNetwork,
+    compound_coefficients,
+    flops_multiplier,
+    grid_search,
+    proxy_score,
+    round_filters,
+    round_repeats,
+    scaled_network,
+)
 
 # EfficientNet-B0: layers and channels of the 7 MBConv stages (Tan & Le 2019, Table 1).
 B0_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
@@ -147,7 +156,7 @@ def test_bad_input():
 
 
 def test_plain_cnn_has_the_scaled_depths_widths_and_macs():
-    from cnnlib.summary import summary
+    from cnnlib.analysis.summary import summary
     net = scaling.scaled_network((1, 2), (8, 16), 16, phi=0)
     model = scaling.plain_cnn(net, rng=0)
     convs = [m for m in model if type(m).__name__ == "Conv2d"]

@@ -1,11 +1,11 @@
-"""Tests for cnnlib.schedules: hand-computed values, torch.optim.lr_scheduler as reference, bad input."""
+"""Tests for cnnlib.optim.schedules: hand-computed values, torch.optim.lr_scheduler as reference, bad input."""
 
 import math
 
 import numpy as np
 import pytest
 
-from cnnlib import schedules as S
+from cnnlib.optim import schedules as S
 
 # ----------------------------------------------------------------------------
 # Without PyTorch

@@ -1,11 +1,12 @@
-"""Tests for cnnlib.sharpness: quadratics with known Hessians, softmax regression, bad input."""
+"""Tests for cnnlib.analysis.sharpness: quadratics with known Hessians, softmax regression, bad input."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from cnnlib import nn, sharpness
+from cnnlib import nn
+from cnnlib.analysis import sharpness
 
 
 def quadratic(A, b=None):

@@ -1,13 +1,18 @@
-"""Tests for cnnlib.uncertainty (MC dropout) and cnnlib.transforms (rotation, noise)."""
+"""Tests for cnnlib.analysis.uncertainty (MC dropout) and cnnlib.data.transforms (rotation, noise)."""
 
 import numpy as np
 import pytest
 
-from cnnlib import transforms
+from cnnlib.analysis.uncertainty import (
+    expected_entropy,
+    mc_predict,
+    mutual_information,
+    predictive_entropy,
+    uncertainty_sweep,
+)
+from cnnlib.data import transforms
 from cnnlib.nn import BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from cnnlib.nn.dropout import Dropout
-from cnnlib.uncertainty import (expected_entropy, mc_predict, mutual_information,
-                                predictive_entropy, uncertainty_sweep)
 
 
 def small_net(p=0.5, seed=0, bn=False):
@@ -78,14 +83,14 @@ def test_mc_predict_against_a_plain_loop():
     pred = mc_predict(net, x, n_samples=5, rng=3, return_samples=True)
     # Reference: the same generator drives both dropout layers, T passes in training mode.
     gen = np.random.default_rng(3)
-    net[3]._rng, net[6]._rng, own = gen, gen, (net[3]._rng, net[6]._rng)
+    net[3].rng, net[6].rng, own = gen, gen, (net[3].rng, net[6].rng)
     net.train()
     ref = []
     for _ in range(5):
         z = net(x)
         e = np.exp(z - z.max(axis=1, keepdims=True))
         ref.append(e / e.sum(axis=1, keepdims=True))
-    net[3]._rng, net[6]._rng = own
+    net[3].rng, net[6].rng = own
     ref = np.array(ref)
     np.testing.assert_allclose(pred.samples, ref, rtol=1e-12)
     np.testing.assert_allclose(pred.probs, ref.mean(axis=0), rtol=1e-12)
@@ -112,11 +117,11 @@ def test_split_batches_and_seed_give_the_same_answer():
 def test_modes_and_generators_restored():
     net = small_net(bn=True)
     net.train()
-    own = [m._rng for m in net if isinstance(m, Dropout)]
+    own = [m.rng for m in net if isinstance(m, Dropout)]
     states = [g.bit_generator.state for g in own]
     mc_predict(net, inputs(), 3, rng=0)
     assert all(m.training for _, m in net.named_modules())
-    assert [m._rng for m in net if isinstance(m, Dropout)] == own
+    assert [m.rng for m in net if isinstance(m, Dropout)] == own
     assert [g.bit_generator.state for g in own] == states  # rng given: own streams untouched
     net.eval()
     mc_predict(net, inputs(), 3)  # rng=None: the layers' own generators advance
@@ -161,7 +166,7 @@ def test_uncertainty_sweep_and_plot():
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from cnnlib.uncertainty import plot_uncertainty_sweep
+    from cnnlib.analysis.uncertainty import plot_uncertainty_sweep
     net = small_net()
     images = inputs(12)
     labels = np.arange(12) % 4

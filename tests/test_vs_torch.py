@@ -8,10 +8,22 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from test_functional import (
+    AVG_POOL_CASES,
+    CONV_CASES,
+    DTYPES,
+    MAX_POOL_CASES,
+    SETTINGS,
+    assert_close,
+    conv_arrays,
+    conv_settings,
+    distinct,
+    expected_pool_shape,
+    pool_settings,
+    randn,
+    rng_for,
+)
 
-from test_functional import (AVG_POOL_CASES, CONV_CASES, DTYPES, MAX_POOL_CASES, SETTINGS, assert_close,
-                             conv_arrays, conv_settings, distinct, expected_pool_shape, pool_settings,
-                             randn, rng_for)
 from cnnlib import functional as F
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed: reference comparisons skipped")

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from cnnlib import functional as F  # noqa: E402
-from cnnlib import receptive as R  # noqa: E402
+from cnnlib.analysis import receptive as R  # noqa: E402
 from cnnlib.widgets import conv_arithmetic as W  # noqa: E402
 
 
@@ -42,8 +42,8 @@ def test_output_size_text_bad_input():
 
 
 def test_figure():
-    from matplotlib.figure import Figure
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     fig = W.plot_conv_arithmetic()
     assert isinstance(fig, Figure) and len(fig.axes) == len(W.EXAMPLES)

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from cnnlib import receptive as R  # noqa: E402
+from cnnlib.analysis import receptive as R  # noqa: E402
 from cnnlib.widgets import dilation as W  # noqa: E402
 
 
@@ -61,8 +61,8 @@ def test_stack_layers_bad_input():
 
 
 def test_figures():
-    from matplotlib.figure import Figure
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     fig = W.plot_dilation(3, (1, 2, 3))
     assert isinstance(fig, Figure) and len(fig.axes) == 3

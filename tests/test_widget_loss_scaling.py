@@ -4,7 +4,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from cnnlib import amp
+from cnnlib.training import amp
 from cnnlib.widgets import loss_scaling as wl
 
 matplotlib.use("Agg")
@@ -27,8 +27,8 @@ def test_log2_magnitudes():
 
 
 def test_plot_loss_scaling_returns_a_figure():
-    from matplotlib.figure import Figure
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     fig = wl.plot_loss_scaling(gradients(), scales=(1.0, 2.0 ** 16), history=history())
     assert isinstance(fig, Figure) and len(fig.axes) == 3

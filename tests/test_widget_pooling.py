@@ -7,7 +7,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from cnnlib.invariance import pooling_invariance, shift_image
+from cnnlib.analysis.invariance import pooling_invariance, shift_image
 from cnnlib.ops.pool import avg_pool2d, max_pool2d
 from cnnlib.widgets import pooling as wp
 
@@ -155,8 +155,8 @@ def test_sampling_frequencies_bad_input():
 # ----------------------------------------------------------------------------
 
 def test_plot_pooling_invariance_returns_a_figure():
-    from matplotlib.figure import Figure
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     w = rng_for("wfig").standard_normal((2, 1, 3, 3))
     fig = wp.plot_pooling_invariance(blob_image(0), shifts=(0, 1), conv_weight=w, channel=1)
@@ -171,9 +171,9 @@ def test_plot_pooling_invariance_returns_a_figure():
 
 
 def test_other_figures():
+    import matplotlib.pyplot as plt
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-    import matplotlib.pyplot as plt
 
     curves = wp.invariance_curves(np.stack([blob_image(0)]), [0, 1, 2])
     assert isinstance(wp.plot_invariance_curves(curves, title="t"), Axes)

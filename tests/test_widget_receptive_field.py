@@ -1,12 +1,12 @@
 """Tests for cnnlib.widgets.receptive_field: the view the widget draws against
-cnnlib.receptive's back-projection, the mosaic, the written-out closed form,
+cnnlib.analysis.receptive's back-projection, the mosaic, the written-out closed form,
 the static figure and the widget itself (built, then updated through a control).
 """
 
 import numpy as np
 import pytest
 
-from cnnlib import receptive as R
+from cnnlib.analysis import receptive as R
 from cnnlib.widgets import receptive_field as W
 
 LENET = [(5, 1, 1, 2), (2, 2), (5, 1), (2, 2)]

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from cnnlib import train, zoo
+from cnnlib.models import zoo
+from cnnlib.training import loop as train
 
 
 def test_lenet5_has_the_classic_parameter_count_and_shapes():
@@ -43,7 +44,7 @@ def test_predict_preprocesses_uint8_and_rejects_other_input():
 def test_pretrained_weights_load_with_their_record():
     model = zoo.lenet5(pretrained=True)
     info = zoo.pretrained_info()
-    assert info["command"].startswith("python -m cnnlib.train lenet5")
+    assert info["command"].startswith("python -m cnnlib.training lenet5")
     assert info["seed"] == 0 and info["parameters"] == 61_706
     assert info["test_accuracy"] >= 0.99
     assert np.abs(model[0].weight.data).max() > 0
@@ -51,7 +52,7 @@ def test_pretrained_weights_load_with_their_record():
 
 @pytest.mark.mnist
 def test_pretrained_weights_reach_99_percent_on_mnist_test():
-    from cnnlib.datasets import load_mnist
+    from cnnlib.data.mnist import load_mnist
     images, labels = load_mnist("test")
     model = zoo.lenet5(pretrained=True)
     acc = train.accuracy(model, images, labels)
@@ -80,7 +81,7 @@ def test_train_command_line_writes_weights_and_prints_accuracy(tmp_path, monkeyp
     assert acc >= 0.9
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["seed"] == 1 and record["epochs"] == 2
-    assert record["command"] == f"python -m cnnlib.train lenet5 --epochs 2 --batch-size 32 --seed 1 --out {out}"
+    assert record["command"] == f"python -m cnnlib.training lenet5 --epochs 2 --batch-size 32 --seed 1 --out {out}"
     assert len(record["history"]["epoch_seconds"]) == 2
     model = zoo.lenet5()
     with np.load(out) as data:

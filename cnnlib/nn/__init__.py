@@ -7,8 +7,7 @@ from . import init
 from .blocks import PlainBlock, ResidualBlock
 from .conv_layers import DepthwiseSeparableConv2d
 from .dropout import Dropout, Dropout2d
-from .layers import (AvgPool2d, Conv2d, CrossEntropyLoss, Flatten, Linear, MaxPool2d, ReLU,
-                     Sigmoid, Tanh)
+from .layers import AvgPool2d, Conv2d, CrossEntropyLoss, Flatten, Linear, MaxPool2d, ReLU, Sigmoid, Tanh
 from .module import Module, Parameter, Sequential
 from .norm_layers import BatchNorm2d, LocalResponseNorm
 from .pool_layers import FractionalMaxPool2d, StochasticPool2d

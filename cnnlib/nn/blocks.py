@@ -5,16 +5,17 @@
 
 ``PlainBlock`` is the main path followed by the ReLU, without the skip: the
 pair is what the depth experiment of the chapter compares (see
-:mod:`cnnlib.gradflow`). See the chapter on classic architectures (Part II).
+:mod:`cnnlib.analysis.gradflow`). See the chapter on classic architectures (Part II).
 """
 
 import numpy as np
 
 from .._random import get_rng
-
 from .layers import Conv2d, ReLU, _positive_int
 from .module import Module, Sequential
 from .norm_layers import BatchNorm2d
+
+__all__ = ["PlainBlock", "ResidualBlock"]
 
 
 def _check_bool(value, name):
@@ -52,18 +53,19 @@ class PlainBlock(Module):
             self.bn2 = BatchNorm2d(out_channels, dtype=dtype)
         self.relu2 = ReLU()
 
-    def _main_layers(self):
+    def main_layers(self):
+        """The layers of the main branch, in order (the block's own, not copies)."""
         names = ("conv1", "bn1", "relu1", "conv2", "bn2") if self.batch_norm else \
             ("conv1", "relu1", "conv2")
         return [getattr(self, name) for name in names]
 
     def _main_forward(self, x):
-        for layer in self._main_layers():
+        for layer in self.main_layers():
             x = layer(x)
         return x
 
     def _main_backward(self, grad):
-        for layer in reversed(self._main_layers()):
+        for layer in reversed(self.main_layers()):
             grad = layer.backward(grad)
         return grad
 

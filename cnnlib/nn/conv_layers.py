@@ -7,8 +7,10 @@ convolution (Part II) for the cost argument behind these layers.
 import numpy as np
 
 from .._random import get_rng
-from .layers import Conv2d, _positive_int
+from .layers import Conv2d, _positive_int, _conv_extra_repr
 from .module import Module
+
+__all__ = ["DepthwiseSeparableConv2d"]
 
 
 class DepthwiseSeparableConv2d(Module):
@@ -17,7 +19,7 @@ class DepthwiseSeparableConv2d(Module):
     ``y = pointwise(depthwise(x))`` where ``depthwise`` is a ``Conv2d`` with
     ``groups=in_channels`` and ``in_channels * depth_multiplier`` filters and
     ``pointwise`` a 1 x 1 ``Conv2d`` that mixes channels; it equals
-    :func:`cnnlib.ops.conv_variants.depthwise_separable_conv2d`.
+    :func:`cnnlib.functional.depthwise_separable_conv2d`.
 
     Inputs:
     - x: input of shape (N, C_in, H, W), same dtype as the layer
@@ -51,15 +53,6 @@ class DepthwiseSeparableConv2d(Module):
         return self.depthwise.backward(self.pointwise.backward(grad_output))
 
     def extra_repr(self):
-        d = self.depthwise
-        s = (f"{d.in_channels}, {self.pointwise.out_channels}, kernel_size={d.kernel_size}, "
-             f"stride={d.stride}")
-        if d.padding != (0, 0):
-            s += f", padding={d.padding!r}"
-        if d.dilation != (1, 1):
-            s += f", dilation={d.dilation}"
-        if self.depth_multiplier != 1:
-            s += f", depth_multiplier={self.depth_multiplier}"
-        if self.pointwise.bias is None:
-            s += ", bias=False"
-        return s
+        return _conv_extra_repr(self.depthwise, self.pointwise.out_channels,
+                               self.pointwise.bias is not None,
+                               depth_multiplier=(self.depth_multiplier, 1))

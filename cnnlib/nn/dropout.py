@@ -1,8 +1,8 @@
 """Dropout layers: :class:`Dropout` (element-wise) and :class:`Dropout2d` (channel-wise).
 
-In training mode each forward draws a fresh keep-mask from ``self._rng``
+In training mode each forward draws a fresh keep-mask from ``self.rng``
 (always that generator, so that the gradient-checkpointing wrapper of
-:mod:`cnnlib.checkpoint`, which rewinds every ``np.random.Generator``
+:mod:`cnnlib.training.checkpoint`, which rewinds every ``np.random.Generator``
 attribute of a module, replays exactly the same masks) and keeps it for
 ``backward``.  In evaluation mode the layer is the identity.  See the
 regularisation chapter (Part III).
@@ -34,11 +34,11 @@ class Dropout(Module):
     def __init__(self, p=0.5, rng=None):
         super().__init__()
         self.p = check_dropout_p(p)
-        self._rng = get_rng(rng)
+        self.rng = get_rng(rng)
 
     def forward(self, x):
         if self.training:
-            y, mask = self._functional(x, self.p, training=True, rng=self._rng, return_mask=True)
+            y, mask = self._functional(x, self.p, training=True, rng=self.rng, return_mask=True)
         else:
             y, mask = self._functional(x, self.p, training=False), None
         self.save_for_backward(mask, self.training)

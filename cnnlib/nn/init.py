@@ -1,8 +1,9 @@
 """Weight initialisation, following ``torch.nn.init``.
 
 Each function fills an array (or a :class:`~cnnlib.nn.Parameter`'s data) in
-place and returns it. Random draws come from :func:`cnnlib._random.get_rng`,
-so ``cnnlib.manual_seed`` or an ``rng=`` argument make them reproducible.
+place and returns it. Random draws come from the ``rng=`` argument (a seed
+or a ``np.random.Generator``) or else from the library's default generator,
+which :func:`cnnlib.manual_seed` seeds.
 """
 
 import math
@@ -11,6 +12,8 @@ import numpy as np
 
 from .._random import get_rng
 from .module import Parameter
+
+__all__ = ["calculate_fan_in_and_fan_out", "calculate_gain", "uniform_", "kaiming_uniform_"]
 
 
 def _as_array(array):

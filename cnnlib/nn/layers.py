@@ -19,6 +19,9 @@ from .._validate import _is_int, check_reduction, pair
 from . import init
 from .module import Module, Parameter
 
+__all__ = ["Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "ReLU", "Sigmoid",
+           "Tanh", "Flatten", "CrossEntropyLoss"]
+
 
 def _check_dtype(dtype):
     dtype = np.dtype(dtype)
@@ -47,6 +50,22 @@ def _pool_settings(kernel_size, stride, padding, dilation=1):
 # ----------------------------------------------------------------------------
 # Layers with parameters
 # ----------------------------------------------------------------------------
+
+def _conv_extra_repr(conv, out_channels, bias, **options):
+    """The ``repr`` settings of a convolution layer, torch-style: defaults left out.
+
+    ``conv`` supplies in_channels, kernel_size, stride, padding and dilation;
+    ``options`` maps further names to ``(value, default)``.
+    """
+    s = (f"{conv.in_channels}, {out_channels}, kernel_size={conv.kernel_size}, "
+         f"stride={conv.stride}")
+    if conv.padding != (0, 0):
+        s += f", padding={conv.padding!r}"
+    if conv.dilation != (1, 1):
+        s += f", dilation={conv.dilation}"
+    s += "".join(f", {name}={value}" for name, (value, default) in options.items() if value != default)
+    return s if bias else s + ", bias=False"
+
 
 class Conv2d(Module):
     """2-D convolution layer, like ``torch.nn.Conv2d``.
@@ -116,17 +135,7 @@ class Conv2d(Module):
         return dx
 
     def extra_repr(self):
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
-        if self.padding != (0, 0):
-            s += f", padding={self.padding!r}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
+        return _conv_extra_repr(self, self.out_channels, self.bias is not None, groups=(self.groups, 1))
 
 
 class Linear(Module):

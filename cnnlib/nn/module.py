@@ -16,12 +16,14 @@ A layer is a :class:`Module` with a ``forward`` and a hand-written
 evaluation mode alike); calling it before any ``forward`` raises
 ``RuntimeError``. State that is not learned but belongs in a checkpoint (the
 running statistics of a normalisation layer, say) is registered with
-:meth:`Module.register_buffer`.
+:meth:`~cnnlib.nn.Module.register_buffer`.
 """
 
 from collections import OrderedDict
 
 import numpy as np
+
+__all__ = ["Parameter", "Module", "Sequential"]
 
 
 class Parameter:
@@ -132,17 +134,31 @@ class Module:
         """Keep values from ``forward`` for the next ``backward``."""
         object.__setattr__(self, "_saved", values)
 
-    def saved(self):
+    def saved(self, required=True):
         """Return the values stored by the most recent ``forward``.
 
-        Raises ``RuntimeError`` if ``forward`` has not been called yet.
+        Raises ``RuntimeError`` if ``forward`` has not been called yet, or
+        returns ``None`` then if ``required`` is false (for code that moves
+        saved values around: pipeline stages, checkpointing, summaries).
         """
-        if self._saved is None:
+        if self._saved is None and required:
             raise RuntimeError(
                 f"{type(self).__name__}.backward called before forward: "
                 "backward uses the values stored by the most recent forward"
             )
         return self._saved
+
+    def restore_saved(self, values):
+        """Put back values taken with ``saved(required=False)``; ``None`` forgets them.
+
+        A pipeline stage keeps one set of saved values per micro-batch in
+        flight, and checkpointing drops them to free memory: both use this
+        instead of touching the module's private state.
+        """
+        if values is not None and not isinstance(values, tuple):
+            raise TypeError(f"values must be a tuple (as saved() returns) or None, "
+                            f"got {type(values).__name__}")
+        object.__setattr__(self, "_saved", values)
 
     # --- traversal --------------------------------------------------------
 
@@ -156,23 +172,29 @@ class Module:
         for name, child in self._modules.items():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
-    def named_parameters(self):
-        """Yield ``(dotted_name, Parameter)``, each parameter once."""
+    def named_parameters(self, recurse=True):
+        """Yield ``(dotted_name, Parameter)``, each parameter once.
+
+        With ``recurse=False``, only the module's own parameters (not its
+        sub-modules'), as in PyTorch.
+        """
         seen = set()
-        for module_name, module in self.named_modules():
+        for module_name, module in (self.named_modules() if recurse else [("", self)]):
             for name, param in module._parameters.items():
                 if id(param) not in seen:
                     seen.add(id(param))
                     yield (f"{module_name}.{name}" if module_name else name), param
 
-    def parameters(self):
-        """Yield every parameter once, in registration order."""
-        for _, param in self.named_parameters():
+    def parameters(self, recurse=True):
+        """Yield every parameter once, in registration order (``recurse`` as in
+        :meth:`named_parameters`)."""
+        for _, param in self.named_parameters(recurse):
             yield param
 
-    def named_buffers(self):
-        """Yield ``(dotted_name, array)`` for every registered buffer."""
-        for module_name, module in self.named_modules():
+    def named_buffers(self, recurse=True):
+        """Yield ``(dotted_name, array)`` for every registered buffer (only the
+        module's own with ``recurse=False``)."""
+        for module_name, module in (self.named_modules() if recurse else [("", self)]):
             for name, buf in module._buffers.items():
                 yield (f"{module_name}.{name}" if module_name else name), buf
 

@@ -11,19 +11,26 @@ import numbers
 import numpy as np
 
 from .._validate import check_float_array
-from ..ops.norm import (_lrn_params, batch_norm, batch_norm_backward, local_response_norm,
-                        local_response_norm_backward)
+from ..ops.norm import (
+    _lrn_params,
+    batch_norm,
+    batch_norm_backward,
+    local_response_norm,
+    local_response_norm_backward,
+)
 from .layers import _check_dtype, _positive_int
 from .module import Module, Parameter
+
+__all__ = ["LocalResponseNorm", "BatchNorm2d"]
 
 
 class LocalResponseNorm(Module):
     """Local response normalisation across channels, like ``torch.nn.LocalResponseNorm``.
 
     y[n, c] = x[n, c] / (k + alpha / size * sum of x[n, c']^2 over the ``size``
-    channels c' around c)^beta (see :func:`cnnlib.ops.norm.local_response_norm`).
+    channels c' around c)^beta (see :func:`cnnlib.functional.local_response_norm`).
 
-    Inputs: x of shape (N, C, *), e.g. (N, C, H, W). Returns y of the same
+    Inputs: x of shape ``(N, C, *)``, e.g. (N, C, H, W). Returns y of the same
     shape and dtype. No parameters. See the chapter on classic architectures
     (Part II).
     """

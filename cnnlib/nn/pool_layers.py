@@ -10,10 +10,17 @@ See the chapter on pooling (Part II).
 
 from .._random import get_rng
 from .._validate import check_bool, check_float_array, pair
-from ..ops.pool_variants import (SEQUENCES, _ratio_pair, fractional_max_pool2d,
-                                 fractional_max_pool2d_backward, stochastic_pool2d,
-                                 stochastic_pool2d_backward)
+from ..ops.pool_variants import (
+    SEQUENCES,
+    _ratio_pair,
+    fractional_max_pool2d,
+    fractional_max_pool2d_backward,
+    stochastic_pool2d,
+    stochastic_pool2d_backward,
+)
 from .module import Module
+
+__all__ = ["FractionalMaxPool2d", "StochasticPool2d"]
 
 
 class FractionalMaxPool2d(Module):
@@ -26,7 +33,7 @@ class FractionalMaxPool2d(Module):
     ``output_size`` or ``int(H * ratio), int(W * ratio)`` for ``output_ratio``.
     Every forward draws fresh pooling windows (as PyTorch does, in training
     and evaluation mode alike); ``sequence`` and ``overlapping`` are those of
-    :func:`cnnlib.ops.pool_variants.fractional_max_pool2d` (the defaults are
+    :func:`cnnlib.functional.fractional_max_pool2d` (the defaults are
     PyTorch's).  The samples and the argmax indices of the last forward are
     kept for ``backward`` (``last_random_samples`` shows the samples).
     See the chapter on pooling (Part II).

@@ -1,4 +1,4 @@
-"""Variants of 2-D convolution, all built on :func:`cnnlib.ops.conv.conv2d`.
+"""Variants of 2-D convolution, all built on :func:`cnnlib.functional.conv2d`.
 
 * True convolution, next to the cross-correlation that deep-learning
   libraries call "convolution": the same sum with the kernel flipped.

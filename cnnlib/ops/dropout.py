@@ -10,7 +10,7 @@ expected output equals the input and nothing has to change at test time:
 ``p = 1`` drops everything (``y = 0 * x``), as in PyTorch.  The keep-mask is a
 boolean array drawn from ``rng`` (``rng.random(shape) >= p``); the backward is
 ``grad_output * m / (1 - p)``, with the same mask.  The dropout layers of
-:mod:`cnnlib.nn.dropout` keep it for their backward.  See the regularisation
+:class:`cnnlib.nn.Dropout` keep it for their backward.  See the regularisation
 chapter (Part III).
 """
 

@@ -70,7 +70,7 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     PyTorch but not in the AlexNet paper's formula).
 
     Inputs:
-    - input: (N, C, *) with at least one trailing dimension, e.g. (N, C, H, W)
+    - input: ``(N, C, *)`` with at least one trailing dimension, e.g. (N, C, H, W)
     - size: number of neighbouring channels in the window (positive int)
     - alpha, beta: scale and exponent; k: additive constant (positive)
 
@@ -90,7 +90,7 @@ def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75
     the last sum is a window sum with the padding mirrored ((size-1)//2 before, size//2 after).
 
     Inputs:
-    - grad_output: (N, C, *), the shape and dtype of ``input``
+    - grad_output: ``(N, C, *)``, the shape and dtype of ``input``
     - input, size, alpha, beta, k: as given to the forward
 
     Returns grad_input, the shape and dtype of ``input``. See the chapter on
@@ -156,14 +156,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     """Batch normalisation, as ``torch.nn.functional.batch_norm``.
 
     y = (x - mean) / sqrt(var + eps) * weight + bias, per channel. In training
-    mode mean and var are the batch statistics over (N, *) (var biased), and
+    mode mean and var are the batch statistics over ``(N, *)`` (var biased), and
     the running statistics, when given, are updated IN PLACE:
     running = (1 - momentum) * running + momentum * batch statistic, with the
     unbiased variance (times n / (n - 1)). In evaluation mode the running
     statistics are used and nothing changes.
 
     Inputs:
-    - input: (N, C) or (N, C, *), e.g. (N, C, H, W)
+    - input: (N, C) or ``(N, C, *)``, e.g. (N, C, H, W)
     - running_mean, running_var: (C,) or None (only in training mode)
     - weight, bias: (C,) or None (no scale / no shift)
     - training: bool; momentum in [0, 1]; eps >= 0
@@ -212,7 +212,7 @@ def batch_norm_backward(grad_output, input, weight=None, bias=None, running_mean
 
     With xhat = (x - mean) / sqrt(var + eps) and gh = grad_output * weight:
     grad_bias = sum(grad_output), grad_weight = sum(grad_output * xhat) over
-    (N, *); in evaluation mode grad_input = gh / sqrt(var + eps) (running
+    ``(N, *)``; in evaluation mode grad_input = gh / sqrt(var + eps) (running
     statistics are constants), in training mode the batch statistics are
     recomputed from ``input`` and
     grad_input = (gh - mean(gh) - xhat * mean(gh * xhat)) / sqrt(var + eps).

@@ -8,6 +8,9 @@ require either.
 """
 
 
+__all__ = ["figure_png"]
+
+
 def figure_png(fig, dpi=90):
     """Render a matplotlib figure to PNG bytes and close it.
 

@@ -1,6 +1,6 @@
 """Convolution-arithmetic explorer: output size, and which inputs feed one output.
 
-The computation is :func:`cnnlib.receptive.conv_arithmetic` (output size,
+The computation is :func:`cnnlib.analysis.receptive.conv_arithmetic` (output size,
 resolved padding) and its ``input_taps`` (the input positions, padding
 included, under one output); :func:`output_size_text` spells the formula
 with the numbers filled in.  The figures draw the padded input grid (padding
@@ -12,8 +12,11 @@ See the chapter on convolution (Part II), section "Boundary handling".
 
 import numpy as np
 
-from .. import receptive as R
+from ..analysis import receptive as R
 from . import figure_png
+
+__all__ = ["output_size_text", "draw_conv_arithmetic", "plot_conv_arithmetic",
+           "conv_arithmetic_widget"]
 
 PADDINGS = ("valid", "same", "full", 0, 1, 2, 3)
 
@@ -22,13 +25,13 @@ EXAMPLES = ((5, 3, 1, "same", 1, (0, 0)), (5, 3, 2, 1, 1, (1, 2)), (7, 3, 1, 0, 
 
 
 def output_size_text(arith, axis=0):
-    """The output-size formula of one axis of a :class:`cnnlib.receptive.ConvArithmetic`, numbers filled in.
+    """The output-size formula of one axis of a :class:`cnnlib.analysis.receptive.ConvArithmetic`, numbers filled in.
 
     ``"floor((n + p_before + p_after - d(k - 1) - 1) / s) + 1 = out"``, e.g.
     ``"⌊(5 + 1 + 1 − 1·(3 − 1) − 1) / 2⌋ + 1 = 3"``.
     """
     if not isinstance(arith, R.ConvArithmetic):
-        raise TypeError(f"arith must be a ConvArithmetic (from cnnlib.receptive.conv_arithmetic), "
+        raise TypeError(f"arith must be a ConvArithmetic (from cnnlib.analysis.receptive.conv_arithmetic), "
                         f"got {type(arith).__name__}")
     if axis not in (0, 1):
         raise ValueError(f"axis must be 0 (height) or 1 (width), got {axis!r}")

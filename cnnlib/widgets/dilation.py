@@ -1,6 +1,6 @@
 """Dilation widget: the taps of a dilated kernel, and what a stack of dilated layers sees.
 
-The computation is :mod:`cnnlib.receptive` (``dilated_taps``,
+The computation is :mod:`cnnlib.analysis.receptive` (``dilated_taps``,
 ``effective_kernel_size``, ``receptive_field``, ``stack_coverage``) and
 :func:`dilation_stack_summary` below; the figures only draw it.
 
@@ -14,9 +14,12 @@ See the chapter on convolution (Part II), section "Dilated convolution".
 
 import numpy as np
 
-from .. import receptive as R
 from .._validate import _is_int
+from ..analysis import receptive as R
 from . import figure_png
+
+__all__ = ["parse_dilations", "stack_layers", "dilation_stack_summary", "draw_taps",
+           "draw_coverage", "plot_dilation", "plot_gridding", "dilation_widget"]
 
 _MARGIN = 2   # input positions drawn beyond the receptive field on each side
 
@@ -35,7 +38,7 @@ def parse_dilations(text):
 
 
 def stack_layers(dilations, kernel_size=3):
-    """``[(kernel_size, 1, d) for d in dilations]``: a stride-1, unpadded stack for ``cnnlib.receptive``."""
+    """``[(kernel_size, 1, d) for d in dilations]``: a stride-1, unpadded stack for ``cnnlib.analysis.receptive``."""
     if not isinstance(dilations, (tuple, list)) or not dilations:
         raise ValueError(f"dilations must be a non-empty tuple or list of ints, got {dilations!r}")
     for d in dilations:

@@ -5,15 +5,17 @@ float16's limits: below 2**-24 a value rounds to zero (underflow), below
 2**-14 it is subnormal (fewer significant bits), above 65504 it becomes inf
 (overflow).  Multiplying the loss by a scale s shifts every gradient by
 log2(s) on this axis; a slider moves s and the text reports the fractions
-from :func:`cnnlib.amp.fp16_categories`.  Beside it, the scale trajectory of
-a short training run with :class:`cnnlib.amp.LossScaler`.
+from :func:`cnnlib.training.amp.fp16_categories`.  Beside it, the scale trajectory of
+a short training run with :class:`cnnlib.training.amp.LossScaler`.
 matplotlib and ipywidgets are imported inside the functions that draw.
 """
 
 import numpy as np
 
-from ..amp import FP16_MAX, FP16_MIN_NORMAL, FP16_MIN_SUBNORMAL, fp16_categories
+from ..training.amp import FP16_MAX, FP16_MIN_NORMAL, FP16_MIN_SUBNORMAL, fp16_categories
 from . import figure_png
+
+__all__ = ["log2_magnitudes", "plot_loss_scaling", "loss_scaling_widget"]
 
 
 def log2_magnitudes(values):
@@ -60,7 +62,7 @@ def plot_loss_scaling(values, scales=(1.0, 2.0 ** 8, 2.0 ** 16), history=None, b
 
     values: gradients (any shape, float); scales: positive numbers;
     history: optional dict with "scale" and "stepped" arrays (from
-    :func:`cnnlib.amp.train_mixed_precision`).  Shaded: underflow (blue),
+    :func:`cnnlib.training.amp.train_mixed_precision`).  Shaded: underflow (blue),
     subnormal (cyan), overflow (red).  Returns the Figure.
     """
     import matplotlib.pyplot as plt
@@ -84,7 +86,7 @@ def loss_scaling_widget(values, history=None, max_log2_scale=24):
 
     Returns an ``ipywidgets.VBox`` with two extra attributes: ``controls``
     (the slider, by description) and ``result`` (the last
-    :func:`cnnlib.amp.fp16_categories` dict).  The picture is a PNG in an
+    :func:`cnnlib.training.amp.fp16_categories` dict).  The picture is a PNG in an
     ``ipywidgets.Image``.
     """
 

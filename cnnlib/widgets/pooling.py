@@ -2,7 +2,7 @@
 
 Shift an image by a slider and watch its feature maps before and after
 pooling, with an invariance score, for max, average and stochastic pooling.
-The computation is :func:`cnnlib.invariance.pooling_invariance`; this module
+The computation is :func:`cnnlib.analysis.invariance.pooling_invariance`; this module
 adds the few measurements the chapter reports over many images or draws
 (:func:`invariance_curves`, :func:`coarse_shift_error`,
 :func:`stochastic_sampling_frequencies`), the static figures for the HTML
@@ -17,9 +17,13 @@ import numpy as np
 
 from .._random import get_rng
 from .._validate import check_float_array, pair
-from ..invariance import pooling_invariance, shift_image
+from ..analysis.invariance import pooling_invariance, shift_image
 from ..ops.pool_variants import fractional_intervals, stochastic_pool2d
 from . import figure_png
+
+__all__ = ["invariance_curves", "coarse_shift_error", "stochastic_sampling_frequencies",
+           "plot_maps", "plot_pooling_invariance", "plot_invariance_curves",
+           "plot_fractional_intervals", "plot_sampling_frequencies", "pooling_invariance_widget"]
 
 POOLS = ("max", "avg", "stochastic")
 _NAMES = {"max": "max", "avg": "average", "stochastic": "stochastic"}
@@ -44,7 +48,7 @@ def invariance_curves(images, shifts, pools=POOLS, kernel_size=2, conv_weight=No
                       training=False):
     """Mean change of the feature maps and of each pooled map when the images shift.
 
-    For every image and every shift s, :func:`cnnlib.invariance.pooling_invariance`
+    For every image and every shift s, :func:`cnnlib.analysis.invariance.pooling_invariance`
     gives ||F_s - F_0|| / ||F_0|| (the features) and ||P_s - P_0|| / ||P_0||
     (each pooling in ``pools``); this returns their means over the images.
     Stochastic pooling uses ``training`` (default False: the deterministic
@@ -312,7 +316,7 @@ def pooling_invariance_widget(image, conv_weight=None, max_shift=6, seed=0):
     ``seed`` for each picture, so even a zero shift scores above 0) or take
     the test-time average.  Shows the shifted input, its feature map, the
     pooled map of the unshifted and of the shifted image, and the scores of
-    :func:`cnnlib.invariance.pooling_invariance`.  The picture is a PNG in an
+    :func:`cnnlib.analysis.invariance.pooling_invariance`.  The picture is a PNG in an
     ``ipywidgets.Image`` (no Output widget, so it also works where outputs
     are not routed to widgets).  Returns an ``ipywidgets.VBox`` with two
     extra attributes: ``controls`` (a dict of the control widgets by

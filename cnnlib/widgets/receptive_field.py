@@ -5,7 +5,7 @@ optional 2 x 2 pooling after each); the region of a real image that one
 output unit depends on is drawn, with the closed form
 ``r = 1 + sum_l (k_l' - 1) prod_{i<l} s_i`` (``k_l' = d_l(k_l - 1) + 1``,
 Araujo et al., 2019) beside the exact back-projected region of
-:func:`cnnlib.receptive.receptive_field_region`.  The two differ at the
+:func:`cnnlib.analysis.receptive.receptive_field_region`.  The two differ at the
 borders: the closed form counts inputs in the padding, the exact region
 does not.
 
@@ -16,16 +16,24 @@ rest draws.  See Part I, section "Core ideas" (1.1).
 import numpy as np
 
 from .._validate import _is_int, check_bool, pair
-from ..receptive import receptive_field, receptive_field_region, stack_coverage
-from ..receptive import _check_layers, _lengths
+from ..analysis.receptive import (
+    check_layers,
+    layer_lengths,
+    receptive_field,
+    receptive_field_region,
+    stack_coverage,
+)
 from . import figure_png
+
+__all__ = ["uniform_stack", "digit_mosaic", "receptive_field_view", "format_closed_form",
+           "plot_receptive_field", "receptive_field_widget"]
 
 
 def uniform_stack(num_layers, kernel_size=3, stride=1, dilation=1, padding="valid", pool=False):
     """``num_layers`` identical layers, optionally each followed by 2 x 2 pooling with stride 2.
 
     Returns a list of (kernel_size, stride, dilation, padding) tuples, the
-    layer format of :mod:`cnnlib.receptive`.  See Part I, section 1.1.
+    layer format of :mod:`cnnlib.analysis.receptive`.  See Part I, section 1.1.
     """
     if not _is_int(num_layers) or num_layers < 1:
         raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
@@ -35,7 +43,7 @@ def uniform_stack(num_layers, kernel_size=3, stride=1, dilation=1, padding="vali
         layers.append(layer)
         if check_bool(pool, "pool"):
             layers.append((2, 2, 1, 0))
-    _check_layers(layers)
+    check_layers(layers)
     return layers
 
 
@@ -79,17 +87,17 @@ def _unit(unit, out_size):
 def receptive_field_view(layers, image_size, unit="centre"):
     """Everything the widget draws for one stack, one image size and one output unit.
 
-    Inputs: layers as for :func:`cnnlib.receptive.receptive_field`; image_size
+    Inputs: layers as for :func:`cnnlib.analysis.receptive.receptive_field`; image_size
     (H, W) or int; unit "centre" (the output unit ``(H'//2, W'//2)``),
     "corner" ((0, 0)) or an (i, j) pair.
     Returns a dict:
 
     - "output_size": (H', W'), the last layer's map; "unit": (i, j);
-    - "closed_form": :class:`~cnnlib.receptive.ReceptiveField` (size r, stride S, start);
+    - "closed_form": :class:`~cnnlib.analysis.receptive.ReceptiveField` (size r, stride S, start);
     - "closed_box": ((top, bottom), (left, right)), the closed-form span
       ``[start + i*S, start + i*S + r)`` per axis, not clipped (may reach into the padding);
     - "region": the exact ((top, bottom), (left, right)) of
-      :func:`~cnnlib.receptive.receptive_field_region` (inside the image);
+      :func:`~cnnlib.analysis.receptive.receptive_field_region` (inside the image);
     - "coverage": (H, W) int64, the number of paths from each input pixel to
       the unit (0 outside the region and at the holes of dilated stacks);
     - "growth": list of r after each layer (the closed form of the first l layers).
@@ -97,9 +105,9 @@ def receptive_field_view(layers, image_size, unit="centre"):
     Raises ValueError when the stack leaves no output for this image size.
     See Part I, section 1.1.
     """
-    checked = _check_layers(layers)
+    checked = check_layers(layers)
     size = pair(image_size, "image_size", 1)
-    out_size = tuple(_lengths(checked, n)[-1] for n in size)
+    out_size = tuple(layer_lengths(checked, n)[-1] for n in size)
     i, j = _unit(unit, out_size)
     rf = receptive_field(layers)
     box = tuple((rf.start + t * rf.stride, rf.start + t * rf.stride + rf.size) for t in (i, j))
@@ -120,7 +128,7 @@ def format_closed_form(layers):
     One term ``(k_l' - 1)·prod_{i<l} s_i`` per layer, ``k_l'`` the effective
     (dilated) kernel size.  Returns a str.  See Part I, section 1.1.
     """
-    checked = _check_layers(layers)
+    checked = check_layers(layers)
     terms, jump = ["1"], 1
     for layer in checked:
         terms.append(f"{layer.d * (layer.k - 1)}·{jump}")

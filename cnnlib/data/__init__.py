@@ -1,0 +1,14 @@
+"""Data: MNIST, found locally or downloaded and verified, and image transforms.
+
+* :mod:`~cnnlib.data.mnist`: :func:`~cnnlib.data.mnist.load_mnist` looks in a given folder,
+  ``$CNNLIB_DATA`` and the user cache, downloads what is missing, and checks
+  every file's SHA-256; :func:`~cnnlib.data.mnist.mnist_available` tells whether the files are
+  on this machine.  Used by every chapter that trains or tests on digits.
+* :mod:`~cnnlib.data.transforms`: rotations and other perturbations of
+  digits (Part III, "Regularisation").
+"""
+
+from . import mnist, transforms
+from .mnist import DatasetError, load_mnist, mnist_available
+
+__all__ = ["mnist", "transforms", "load_mnist", "mnist_available", "DatasetError"]
