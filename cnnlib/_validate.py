@@ -109,3 +109,36 @@ def check_count(value, name, minimum=1):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_real(value, name):
+    """A finite real ``value`` (bool refused) as float; errors name ``name``."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite real number, got {value!r}")
+    return float(value)
+
+
+def check_lrn_params(size, alpha, beta, k):
+    """Validate the settings of local response normalisation (also used by the layer)."""
+    if not _is_int(size) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    alpha, beta, k = check_real(alpha, "alpha"), check_real(beta, "beta"), check_real(k, "k")
+    if alpha < 0:
+        raise ValueError(f"alpha must be non-negative, got {alpha}")
+    if k <= 0:
+        raise ValueError(f"k must be positive (it keeps the divisor away from 0), got {k}")
+    return int(size), alpha, beta, k
+
+
+def check_ratio_pair(output_ratio):
+    """``output_ratio`` (a float or a pair in (0, 1)) as a pair of floats."""
+    if isinstance(output_ratio, numbers.Real) and not isinstance(output_ratio, bool):
+        r = (float(output_ratio), float(output_ratio))
+    elif (isinstance(output_ratio, (tuple, list)) and len(output_ratio) == 2
+          and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in output_ratio)):
+        r = (float(output_ratio[0]), float(output_ratio[1]))
+    else:
+        raise TypeError(f"output_ratio must be a float or a pair of floats, got {output_ratio!r}")
+    if not all(0.0 < v < 1.0 for v in r):
+        raise ValueError(f"output_ratio must be between 0 and 1 (exclusive), got {output_ratio!r}")
+    return r

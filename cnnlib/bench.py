@@ -39,7 +39,6 @@ repeats for at least ``--min-time`` seconds and at least 5 times.
 """
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -56,6 +55,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
 from . import functional as F
+from ._timing import thread_limits, time_call
 
 __all__ = ["Case", "conv_case", "pool_case", "select_cases", "flop_count", "make_arrays",
            "numpy_im2col", "numpy_conv2d", "numpy_conv2d_backward", "numpy_max_pool2d",
@@ -306,25 +306,6 @@ def _torch_calls(case, x, w, b, gy):
 # Measuring
 # ----------------------------------------------------------------------------
 
-def time_call(fn, min_time, repeats, settle=0.0):
-    """Median milliseconds of ``fn()``: one untimed warm-up call, then at least
-    ``repeats`` timed calls lasting at least ``min_time`` seconds together.
-
-    ``settle`` seconds of sleep come first: the thread pools of whatever ran
-    before (OpenBLAS, OpenMP) spin for a while after their last task, and on
-    two cores that spinning would slow the call being timed.
-    """
-    time.sleep(settle)
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
 def rel_err(a, b):
     """``max|a - b| / max|b|``, in float64."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -392,24 +373,6 @@ def summarise(rows):
 # ----------------------------------------------------------------------------
 # Threads and the machine
 # ----------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def thread_limits(n):
-    """Run Numba, BLAS and PyTorch on ``n`` threads; restore the settings after."""
-    numba_before = numba.get_num_threads()
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    torch_before = torch.get_num_threads() if torch is not None else None
-    if torch is not None:
-        torch.set_num_threads(n)
-    blas = threadpool_limits(limits=n) if threadpool_limits else contextlib.nullcontext()
-    try:
-        with blas:
-            yield
-    finally:
-        numba.set_num_threads(numba_before)
-        if torch is not None:
-            torch.set_num_threads(torch_before)
-
 
 def cpu_model():
     try:

@@ -254,3 +254,16 @@ def test_a_seed_gives_each_convolution_of_a_block_its_own_draws():
     from cnnlib import nn as cnn
     block = cnn.ResidualBlock(4, 4, batch_norm=False, rng=0)
     assert not np.allclose(block.conv1.weight.data, block.conv2.weight.data)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_main_layers_are_the_blocks_own_in_order(batch_norm):
+    block = ResidualBlock(3, 3, batch_norm=batch_norm, rng=0)
+    block.eval()
+    layers = block.main_layers()
+    assert layers[0] is block.conv1 and layers[-1] is (block.bn2 if batch_norm else block.conv2)
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 5)).astype(np.float32)
+    branch = x
+    for layer in layers:
+        branch = layer(branch)
+    np.testing.assert_allclose(block(x), np.maximum(branch + x, 0), rtol=1e-6, atol=1e-6)

@@ -744,3 +744,22 @@ def test_padding_amounts_for_each_mode():
     assert F.padding_amounts(2, 5) == (2, 2)
     with pytest.raises(ValueError, match="padding"):
         F.padding_amounts("circular", 3)
+
+
+@pytest.mark.parametrize("padding, stride, dilation, kernel, expected", [
+    (1, (1, 1), (1, 1), (3, 3), ((1, 1), (1, 1))),
+    ((2, 0), (2, 2), (1, 1), (3, 3), ((2, 2), (0, 0))),
+    ("valid", (1, 1), (1, 1), (5, 5), ((0, 0), (0, 0))),
+    ("same", (1, 1), (1, 1), (4, 3), ((1, 2), (1, 1))),   # the extra row at the bottom
+    ("same", (1, 1), (2, 2), (3, 3), ((2, 2), (2, 2))),
+    ("full", (1, 1), (1, 1), (3, 2), ((2, 2), (1, 1))),
+])
+def test_resolve_padding(padding, stride, dilation, kernel, expected):
+    assert F.resolve_padding(padding, stride, dilation, kernel) == expected
+    (t, b), (l, r) = expected           # conv2d's output size agrees with the amounts
+    out = F.conv2d(np.zeros((1, 1, 9, 9)), np.zeros((1, 1) + kernel), stride=stride,
+                   padding=padding, dilation=dilation)
+    assert out.shape[2:] == tuple((9 + p - d * (k - 1) - 1) // s + 1 for p, d, k, s in
+                                  zip((t + b, l + r), dilation, kernel, stride))
+    with pytest.raises(ValueError, match="stride 1"):
+        F.resolve_padding("same", (2, 2), (1, 1), (3, 3))

@@ -403,3 +403,31 @@ def test_training_reduces_the_loss():
 def test_bad_constructor_arguments(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_saved_values_can_be_taken_and_put_back():
+    """The public hooks that pipelines, checkpointing and summaries use."""
+    layer = nn.ReLU()
+    assert layer.saved(required=False) is None
+    with pytest.raises(RuntimeError, match="before forward"):
+        layer.saved()
+    x = np.array([[-1.0, 2.0]])
+    layer(x)
+    taken = layer.saved(required=False)
+    assert isinstance(taken, tuple)
+    layer.restore_saved(None)
+    assert layer.saved(required=False) is None
+    layer.restore_saved(taken)
+    np.testing.assert_array_equal(layer.backward(np.ones((1, 2))), [[0.0, 1.0]])
+    with pytest.raises(TypeError, match="tuple"):
+        layer.restore_saved([x])
+
+
+def test_own_parameters_and_buffers_with_recurse_false():
+    model = nn.Sequential(nn.Linear(3, 2, rng=0), nn.BatchNorm2d(2))
+    assert list(model.parameters(recurse=False)) == []
+    assert list(model.named_buffers(recurse=False)) == []
+    assert [n for n, _ in model[0].named_parameters(recurse=False)] == ["weight", "bias"]
+    assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert [n for n, _ in model[1].named_buffers(recurse=False)] == [
+        "running_mean", "running_var", "num_batches_tracked"]

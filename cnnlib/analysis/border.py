@@ -19,7 +19,7 @@ import numpy as np
 
 from .._random import get_rng
 from .._validate import _is_int, check_float_array, pair
-from ..ops.conv import _resolve_padding, conv2d, conv2d_backward
+from ..functional import conv2d, conv2d_backward, resolve_padding
 
 __all__ = ["conv2d_padding_mode", "conv2d_padding_mode_backward", "border_distance",
            "mean_by_border_distance", "power_law_image"]
@@ -46,7 +46,7 @@ def _settings(input, weight, stride, padding, dilation, groups, padding_mode):
     w = check_float_array(weight, "weight", ndim=4)
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
-    pads = _resolve_padding(padding, pair(stride, "stride", 1), pair(dilation, "dilation", 1),
+    pads = resolve_padding(padding, pair(stride, "stride", 1), pair(dilation, "dilation", 1),
                             w.shape[2:])
     rows = _source_indices(x.shape[2], *pads[0], padding_mode)
     cols = _source_indices(x.shape[3], *pads[1], padding_mode)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validate import _is_int, pair
-from ..ops.conv import _resolve_padding, conv_output_size, padding_amounts
+from ..functional import conv_output_size, padding_amounts, resolve_padding
 
 __all__ = ["ReceptiveField", "effective_kernel_size", "dilated_taps", "ConvArithmetic", "conv_arithmetic",
            "conv_input_taps", "check_layers", "receptive_field", "layer_lengths",
@@ -123,7 +123,7 @@ def conv_arithmetic(input_size, kernel_size, stride=1, padding=0, dilation=1):
     kernel = pair(kernel_size, "kernel_size", 1)
     stride = pair(stride, "stride", 1)
     dilation = pair(dilation, "dilation", 1)
-    pads = _resolve_padding(padding, stride, dilation, kernel)
+    pads = resolve_padding(padding, stride, dilation, kernel)
     out = tuple(conv_output_size(n, k, s, p, d)
                 for n, k, s, p, d in zip(size, kernel, stride, pads, dilation))
     if min(out) < 1:

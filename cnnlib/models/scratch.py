@@ -35,6 +35,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .._random import get_rng
+from .._timing import thread_limits, time_call  # the benchmark's own timer
 
 __all__ = ["Conv2D", "MaxPool2D", "ReLU", "Flatten", "Dense", "Softmax", "SimpleCNN", "NaiveLeNet5",
            "conv2d_vectorised", "max_pool2d_vectorised", "forward_vectorised", "cpp_compiler",
@@ -346,8 +347,6 @@ def speed_table(model, x, naive_images=8, threads=2, min_time=0.5, cpp=True, set
     small machine they would slow down whichever implementation runs next
     (PyTorch by up to 10x in our runs).
     """
-    from ..bench import thread_limits, time_call  # the benchmark's own timer
-
     state = {k: np.asarray(v) for k, v in model.state_dict().items()}
     naive = NaiveLeNet5()
     naive.load_state_dict(state)

@@ -10,9 +10,8 @@ import numbers
 
 import numpy as np
 
-from .._validate import check_float_array
+from .._validate import check_float_array, check_lrn_params
 from ..ops.norm import (
-    _lrn_params,
     batch_norm,
     batch_norm_backward,
     local_response_norm,
@@ -37,7 +36,7 @@ class LocalResponseNorm(Module):
 
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
         super().__init__()
-        self.size, self.alpha, self.beta, self.k = _lrn_params(size, alpha, beta, k)
+        self.size, self.alpha, self.beta, self.k = check_lrn_params(size, alpha, beta, k)
 
     def _settings(self):
         return dict(size=self.size, alpha=self.alpha, beta=self.beta, k=self.k)

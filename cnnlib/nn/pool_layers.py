@@ -9,10 +9,9 @@ See the chapter on pooling (Part II).
 """
 
 from .._random import get_rng
-from .._validate import check_bool, check_float_array, pair
+from .._validate import check_bool, check_float_array, check_ratio_pair, pair
 from ..ops.pool_variants import (
     SEQUENCES,
-    _ratio_pair,
     fractional_max_pool2d,
     fractional_max_pool2d_backward,
     stochastic_pool2d,
@@ -47,7 +46,7 @@ class FractionalMaxPool2d(Module):
             raise ValueError("give exactly one of output_size and output_ratio, got "
                              f"output_size={output_size!r}, output_ratio={output_ratio!r}")
         self.output_size = None if output_size is None else pair(output_size, "output_size", 1)
-        self.output_ratio = None if output_ratio is None else _ratio_pair(output_ratio)
+        self.output_ratio = None if output_ratio is None else check_ratio_pair(output_ratio)
         if sequence not in SEQUENCES:
             raise ValueError(f"sequence must be 'pseudo' or 'random', got {sequence!r}")
         self.sequence = sequence

@@ -90,7 +90,7 @@ def _conv_settings(x, w, bias, stride, padding, dilation, groups):
         raise ValueError(f"bias must have shape ({c_out},), got {bias.shape}")
     stride = pair(stride, "stride", 1)
     dilation = pair(dilation, "dilation", 1)
-    pads = _resolve_padding(padding, stride, dilation, (kh, kw))
+    pads = resolve_padding(padding, stride, dilation, (kh, kw))
     for axis, size, k, d, (lo, hi) in (("height", h, kh, dilation[0], pads[0]),
                                         ("width", wd, kw, dilation[1], pads[1])):
         span = d * (k - 1) + 1
@@ -102,8 +102,15 @@ def _conv_settings(x, w, bias, stride, padding, dilation, groups):
     return x, w, bias, stride, pads, dilation, groups
 
 
-def _resolve_padding(padding, stride, dilation, kernel):
-    """Return ((top, bottom), (left, right)) for int, pair, 'valid', 'same' or 'full'."""
+def resolve_padding(padding, stride, dilation, kernel):
+    """The padding of each border, ``((top, bottom), (left, right))``.
+
+    ``padding`` is an int, a pair, ``"valid"``, ``"same"`` or ``"full"`` (as
+    :func:`conv2d` takes it); ``stride``, ``dilation`` and ``kernel`` are
+    ``(h, w)`` pairs.  ``"same"`` with an even effective kernel puts the
+    extra row or column at the bottom or right, as PyTorch does.  See the
+    chapter on convolution (Part II).
+    """
     if isinstance(padding, str):
         if padding not in ("valid", "same", "full"):
             raise ValueError(f"padding must be an int, a pair, 'valid', 'same' or 'full', got {padding!r}")

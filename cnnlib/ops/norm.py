@@ -7,39 +7,19 @@ so there is no Numba kernel here. See the chapter on classic architectures
 (Part II).
 """
 
-import math
-import numbers
-
 import numpy as np
 
-from .._validate import _is_int, check_bool, check_float_array, check_same_dtype, check_shape
+from .._validate import (check_bool, check_float_array, check_lrn_params, check_real, check_same_dtype,
+                         check_shape)
 
 
 # ----------------------------------------------------------------------------
 # Local response normalisation
 # ----------------------------------------------------------------------------
 
-def _real(value, name):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite real number, got {value!r}")
-    return float(value)
-
-
-def _lrn_params(size, alpha, beta, k):
-    """Validate the settings of local response normalisation (also used by the layer)."""
-    if not _is_int(size) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
-    alpha, beta, k = _real(alpha, "alpha"), _real(beta, "beta"), _real(k, "k")
-    if alpha < 0:
-        raise ValueError(f"alpha must be non-negative, got {alpha}")
-    if k <= 0:
-        raise ValueError(f"k must be positive (it keeps the divisor away from 0), got {k}")
-    return int(size), alpha, beta, k
-
-
 def _lrn_settings(input, size, alpha, beta, k):
     x = check_float_array(input, "input", min_ndim=3)
-    return (x, *_lrn_params(size, alpha, beta, k))
+    return (x, *check_lrn_params(size, alpha, beta, k))
 
 
 def _channel_window_sum(a, before, after):
@@ -131,7 +111,7 @@ def _bn_arrays(input, weight, bias, running_mean, running_var):
 
 
 def _check_eps(eps):
-    eps = _real(eps, "eps")
+    eps = check_real(eps, "eps")
     if eps < 0:
         raise ValueError(f"eps must be non-negative, got {eps}")
     return eps
@@ -175,7 +155,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         input, weight, bias, running_mean, running_var)
     training = check_bool(training, "training")
     eps = _check_eps(eps)
-    momentum = _real(momentum, "momentum")
+    momentum = check_real(momentum, "momentum")
     if not 0 <= momentum <= 1:
         raise ValueError(f"momentum must be in [0, 1], got {momentum}")
     if (running_mean is None) != (running_var is None):

@@ -34,7 +34,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._random import get_rng
-from .._validate import check_bool, check_float_array, check_same_dtype, check_shape, pair
+from .._validate import (check_bool, check_float_array, check_ratio_pair, check_same_dtype,
+                         check_shape, pair)
 from .pool import pool_output_size
 
 SEQUENCES = ("pseudo", "random")
@@ -52,19 +53,6 @@ def _positive_int(value, name):
     return int(value)
 
 
-def _ratio_pair(output_ratio):
-    if isinstance(output_ratio, numbers.Real) and not isinstance(output_ratio, bool):
-        r = (float(output_ratio), float(output_ratio))
-    elif (isinstance(output_ratio, (tuple, list)) and len(output_ratio) == 2
-          and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in output_ratio)):
-        r = (float(output_ratio[0]), float(output_ratio[1]))
-    else:
-        raise TypeError(f"output_ratio must be a float or a pair of floats, got {output_ratio!r}")
-    if not all(0.0 < v < 1.0 for v in r):
-        raise ValueError(f"output_ratio must be between 0 and 1 (exclusive), got {output_ratio!r}")
-    return r
-
-
 def fractional_output_size(input_size, output_size=None, output_ratio=None):
     """(H_out, W_out) from ``output_size`` or ``output_ratio`` (exactly one of them).
 
@@ -76,7 +64,7 @@ def fractional_output_size(input_size, output_size=None, output_ratio=None):
                          f"output_size={output_size!r}, output_ratio={output_ratio!r}")
     if output_size is not None:
         return pair(output_size, "output_size", 1)
-    r = _ratio_pair(output_ratio)
+    r = check_ratio_pair(output_ratio)
     out = (int(input_size[0] * r[0]), int(input_size[1] * r[1]))
     if min(out) < 1:
         raise ValueError(f"output_ratio={output_ratio!r} gives an empty output {out} "
