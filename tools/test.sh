@@ -4,7 +4,7 @@
 #   2. nbval in strict mode on every notebook listed in _toc.yml
 #      (stored text outputs must reproduce; see nbval_sanitize.cfg);
 #   3. the book build with warnings as errors.
-# MNIST is found through cnnlib.datasets.load_mnist: $CNNLIB_DATA, the user
+# MNIST is found through cnnlib.data.mnist.load_mnist: $CNNLIB_DATA, the user
 # cache, or a verified download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
