@@ -13,7 +13,7 @@ source with ``inspect.getsource``, so the text and the code cannot drift.
 * :func:`conv2d_vectorised`, :func:`max_pool2d_vectorised` and
   :func:`forward_vectorised`: the same forward without Python loops
   (im2col through ``sliding_window_view`` and one matrix product per layer).
-* :func:`run_cpp`: compiles ``cnnlib/cpp/lenet5.cpp`` (the outline's C++,
+* :func:`run_cpp`: compiles ``cnnlib/models/cpp/lenet5.cpp`` (the outline's C++,
   fixed) with g++ and runs it on the same weights and inputs.
 * :func:`speed_table`: milliseconds per image for every implementation.
 
