@@ -46,6 +46,21 @@ def check_shape(x, name, shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
 
 
+def check_indices(indices, name, shape, plane_size, minimum=0):
+    """Return pooling ``indices`` (flat positions in an (H, W) plane of
+    ``plane_size`` elements, ``shape`` like the pooled output) as a
+    C-contiguous int64 array, or raise.  ``minimum=-1`` admits the -1 of a
+    window made of padding only."""
+    if not isinstance(indices, np.ndarray) or indices.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer numpy.ndarray, got "
+                        f"{getattr(indices, 'dtype', type(indices).__name__)}")
+    check_shape(indices, name, shape)
+    if indices.size and (indices.min() < minimum or indices.max() >= plane_size):
+        raise ValueError(f"{name} must lie in [{minimum}, {plane_size}) (flat positions in an "
+                         f"(H, W) plane), got values in [{indices.min()}, {indices.max()}]")
+    return np.ascontiguousarray(indices, dtype=np.int64)
+
+
 def _is_int(v):
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 

@@ -210,13 +210,13 @@ class MaxPool2d(Module):
                     dilation=self.dilation, ceil_mode=self.ceil_mode)
 
     def forward(self, x):
-        y = F.max_pool2d(x, **self._settings())
-        self.save_for_backward(x)
+        y, indices = F.max_pool2d(x, **self._settings(), return_indices=True)
+        self.save_for_backward(x, indices)  # the winners, so backward need not search again
         return y
 
     def backward(self, grad_output):
-        (x,) = self.saved()
-        return F.max_pool2d_backward(grad_output, x, **self._settings())
+        x, indices = self.saved()
+        return F.max_pool2d_backward(grad_output, x, **self._settings(), indices=indices)
 
     def extra_repr(self):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "

@@ -13,7 +13,8 @@ would start inside the right padding is dropped, as PyTorch does.
 import numpy as np
 from numba import njit, prange
 
-from .._validate import check_bool, check_float_array, check_same_dtype, check_shape, pair
+from .._validate import (check_bool, check_float_array, check_indices, check_same_dtype,
+                         check_shape, pair)
 
 
 def pool_output_size(size, kernel_size, stride, padding=0, dilation=1, ceil_mode=False):
@@ -87,33 +88,61 @@ def _window_max(plane, i, j, kh, kw, sh, sw, ph, pw, dh, dw):
 
 @njit(parallel=True, cache=True)
 def _max_pool_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
+    """Maxima and the flat index (in the H*W plane) of each window's winner."""
     n_, c_ = x.shape[0], x.shape[1]
     y = np.empty((n_, c_, ho, wo), dtype=x.dtype)
+    idx = np.empty((n_, c_, ho, wo), dtype=np.int64)
     for nc in prange(n_ * c_):
         n = nc // c_
         c = nc % c_
         plane = x[n, c]
         for i in range(ho):
             for j in range(wo):
-                y[n, c, i, j] = _window_max(plane, i, j, kh, kw, sh, sw, ph, pw, dh, dw)[0]
-    return y
+                y[n, c, i, j], idx[n, c, i, j] = _window_max(plane, i, j, kh, kw, sh, sw, ph, pw,
+                                                             dh, dw)
+    return y, idx
 
 
 @njit(parallel=True, cache=True)
-def _max_pool_backward(gy, x, kh, kw, sh, sw, ph, pw, dh, dw):
-    """Find each window's winner again and add the window's gradient to it."""
+def _max_pool_2x2(x):
+    """The common case, kernel 2, stride 2, no padding: no bounds to check."""
     n_, c_, h, w = x.shape
-    ho, wo = gy.shape[2], gy.shape[3]
-    gx = np.zeros((n_, c_, h * w), dtype=gy.dtype)
-    for nc in prange(n_ * c_):  # one plane per iteration: no write conflicts
+    ho, wo = h // 2, w // 2
+    y = np.empty((n_, c_, ho, wo), dtype=x.dtype)
+    idx = np.empty((n_, c_, ho, wo), dtype=np.int64)
+    for nc in prange(n_ * c_):
         n = nc // c_
         c = nc % c_
         plane = x[n, c]
         for i in range(ho):
+            r = 2 * i
             for j in range(wo):
-                arg = _window_max(plane, i, j, kh, kw, sh, sw, ph, pw, dh, dw)[1]
-                if arg >= 0:
-                    gx[n, c, arg] += gy[n, c, i, j]
+                col = 2 * j
+                best, arg = plane[r, col], r * w + col  # same order and rules as _window_max
+                for r2, c2 in ((r, col + 1), (r + 1, col), (r + 1, col + 1)):
+                    v = plane[r2, c2]
+                    if v > best or np.isnan(v):
+                        best, arg = v, r2 * w + c2
+                y[n, c, i, j] = best
+                idx[n, c, i, j] = arg
+    return y, idx
+
+
+@njit(parallel=True, cache=True)
+def scatter_to_indices(gy, idx, h, w):
+    """``grad_input[n, c].flat[idx[n, c, i, j]] += gy[n, c, i, j]`` for (H, W) = (h, w)
+    input planes, one plane per thread; an index of -1 (a window of padding
+    only) sends its gradient nowhere.  The backward of every max pooling."""
+    n_, c_, ho, wo = gy.shape
+    gx = np.zeros((n_, c_, h * w), dtype=gy.dtype)
+    for nc in prange(n_ * c_):  # one plane per iteration: no write conflicts
+        n = nc // c_
+        c = nc % c_
+        for i in range(ho):
+            for j in range(wo):
+                a = idx[n, c, i, j]
+                if a >= 0:
+                    gx[n, c, a] += gy[n, c, i, j]
     return gx.reshape(n_, c_, h, w)
 
 
@@ -164,30 +193,48 @@ def _avg_pool(x, gy, forward, kh, kw, sh, sw, ph, pw, ho, wo, count_include_pad)
 # Public API
 # ----------------------------------------------------------------------------
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+def _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
+    if (kh, kw, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1) and x.shape[2:] == (2 * ho, 2 * wo):
+        return _max_pool_2x2(x)
+    return _max_pool_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
     """Max pooling, as ``torch.nn.functional.max_pool2d``.
 
     input (N, C, H, W) -> output (N, C, H_out, W_out).  ``stride`` defaults to
     ``kernel_size``; ``padding`` (at most half the kernel) pads with -inf.
+    With ``return_indices`` also returns, as PyTorch does, an int64 array of
+    the output's shape holding the flat index ``row * W + column`` of each
+    window's first maximum in its input plane (-1 for a window of padding
+    only); :func:`max_pool2d_backward` takes it to skip the search.
     """
     x, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = _pool_settings(
         input, kernel_size, stride, padding, dilation, ceil_mode)
-    return _max_pool_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
+    y, idx = _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
+    return (y, idx) if check_bool(return_indices, "return_indices") else y
 
 
 def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False):
+                        ceil_mode=False, indices=None):
     """Gradient of ``max_pool2d`` w.r.t. its input, shape (N, C, H, W).
 
-    Each output's gradient goes to the first maximum of its window (the
-    forward is recomputed to find it); overlapping windows add up.
+    Each output's gradient goes to the first maximum of its window;
+    overlapping windows add up.  ``indices`` are those ``max_pool2d(...,
+    return_indices=True)`` returned for this input (as ``nn.MaxPool2d`` keeps
+    them); without them the windows are searched again.
     """
     x, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = _pool_settings(
         input, kernel_size, stride, padding, dilation, ceil_mode)
     gy = check_float_array(grad_output, "grad_output", ndim=4)
     check_same_dtype(x, "input", gy, "grad_output")
     check_shape(gy, "grad_output", x.shape[:2] + (ho, wo))
-    return _max_pool_backward(gy, x, kh, kw, sh, sw, ph, pw, dh, dw)
+    if indices is None:
+        indices = _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)[1]
+    else:
+        indices = check_indices(indices, "indices", gy.shape, x.shape[2] * x.shape[3], minimum=-1)
+    return scatter_to_indices(gy, indices, x.shape[2], x.shape[3])
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,

@@ -34,9 +34,9 @@ import numpy as np
 from numba import njit, prange
 
 from .._random import get_rng
-from .._validate import (check_bool, check_float_array, check_ratio_pair, check_same_dtype,
-                         check_shape, pair)
-from .pool import pool_output_size
+from .._validate import (check_bool, check_float_array, check_indices, check_ratio_pair,
+                         check_same_dtype, check_shape, pair)
+from .pool import pool_output_size, scatter_to_indices
 
 SEQUENCES = ("pseudo", "random")
 
@@ -223,20 +223,6 @@ def _fractional_forward(x, h0, h1, w0, w1):
     return y, idx
 
 
-@njit(parallel=True, cache=True)
-def _scatter_to_indices(gy, idx, h, w):
-    """grad_input[n, c].flat[idx[n, c, i, j]] += gy[n, c, i, j], one plane per thread."""
-    n_, c_, ho, wo = gy.shape
-    gx = np.zeros((n_, c_, h * w), dtype=gy.dtype)
-    for nc in prange(n_ * c_):
-        n = nc // c_
-        c = nc % c_
-        for i in range(ho):
-            for j in range(wo):
-                gx[n, c, idx[n, c, i, j]] += gy[n, c, i, j]
-    return gx.reshape(n_, c_, h, w)
-
-
 @njit(cache=True, inline="always")
 def _window_sums(plane, i, j, kh, kw, sh, sw):
     """sum(a) and sum(a^2) over window (i, j) of one plane, in float64."""
@@ -364,17 +350,6 @@ def fractional_max_pool2d(input, kernel_size, output_size=None, output_ratio=Non
     return (y, idx) if return_indices else y
 
 
-def _check_indices(indices, name, shape, plane_size):
-    if not isinstance(indices, np.ndarray) or indices.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer numpy.ndarray, got "
-                        f"{getattr(indices, 'dtype', type(indices).__name__)}")
-    check_shape(indices, name, shape)
-    if indices.size and (indices.min() < 0 or indices.max() >= plane_size):
-        raise ValueError(f"{name} must lie in [0, {plane_size}) (flat positions in an "
-                         f"(H, W) plane), got values in [{indices.min()}, {indices.max()}]")
-    return np.ascontiguousarray(indices, dtype=np.int64)
-
-
 def fractional_max_pool2d_backward(grad_output, input, kernel_size, output_size=None,
                                    output_ratio=None, random_samples=None, *, sequence="pseudo",
                                    overlapping=True, indices=None):
@@ -394,7 +369,7 @@ def fractional_max_pool2d_backward(grad_output, input, kernel_size, output_size=
     check_shape(gy, "grad_output", x.shape[:2] + out)
     h, w = x.shape[2:]
     if indices is not None:
-        idx = _check_indices(indices, "indices", gy.shape, h * w)
+        idx = check_indices(indices, "indices", gy.shape, h * w)
     elif sequence == "pseudo" and random_samples is not None:
         u = _check_samples(random_samples, x)
         windows = _plane_windows(x, k, out, overlapping, sequence, u, None)
@@ -402,7 +377,7 @@ def fractional_max_pool2d_backward(grad_output, input, kernel_size, output_size=
     else:
         raise ValueError("fractional_max_pool2d_backward needs indices (any sequence) or the "
                          "forward's random_samples (sequence='pseudo'), got neither")
-    return _scatter_to_indices(gy, idx, h, w)
+    return scatter_to_indices(gy, idx, h, w)
 
 
 # ----------------------------------------------------------------------------
@@ -482,10 +457,10 @@ def stochastic_pool2d_backward(grad_output, input, kernel_size, stride=None, tra
     if indices is None:
         raise ValueError("training=True needs the sampled indices (stochastic_pool2d(..., "
                          "return_indices=True)), got indices=None")
-    idx = _check_indices(indices, "indices", gy.shape, h * w)
+    idx = check_indices(indices, "indices", gy.shape, h * w)
     rows, cols = np.divmod(idx, w)
     i = np.arange(ho)[:, None] * sh
     j = np.arange(wo)[None, :] * sw
     if not np.all((rows >= i) & (rows < i + kh) & (cols >= j) & (cols < j + kw)):
         raise ValueError("indices must point inside their own pooling window")
-    return _scatter_to_indices(gy, idx, h, w)
+    return scatter_to_indices(gy, idx, h, w)
