@@ -25,6 +25,13 @@ rows, ``fwd`` and ``bwd``, timed for three implementations in the same run:
   forward runs under ``torch.no_grad()``; its backward times
   ``torch.autograd.grad`` on a graph built once (the forward is not included).
 
+Two more rows, ``step``, time a whole LeNet-5 training step on MNIST-sized
+digits at batch 64 and 256: forward, cross-entropy loss, backward and an SGD
+step with momentum, for ``cnnlib.models.zoo.lenet5`` and the same PyTorch
+model started from the same weights (no NumPy baseline: it has no layers).
+Their ``max rel err`` compares the two models' weights after one step, and
+the summary gives the time of an epoch of 60,000 images that each implies.
+
 Times are medians in milliseconds; a ratio below 1 means cnnlib is faster.
 ``max rel err`` is the largest ``max|a - b| / max|b|`` over every pair of
 implementations and every output, checked once per case before timing.  The
@@ -55,9 +62,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
 from . import functional as F
+from . import nn, optim
+from .models import zoo
 from ._timing import thread_limits, time_call
 
-__all__ = ["Case", "conv_case", "pool_case", "select_cases", "flop_count", "make_arrays",
+__all__ = ["Case", "conv_case", "pool_case", "step_case", "bench_step", "select_cases", "flop_count", "make_arrays",
            "numpy_im2col", "numpy_conv2d", "numpy_conv2d_backward", "numpy_max_pool2d",
            "numpy_max_pool2d_backward", "time_call", "rel_err", "bench_case", "summarise",
            "thread_limits", "cpu_model", "blas_description", "sgemm_gflops", "machine_info",
@@ -77,12 +86,16 @@ try:
 except ImportError:
     threadpool_info = threadpool_limits = None
 
-TARGETS = (  # (label, groups of rows, passes, target for the median cnnlib/torch ratio)
+TARGETS = (  # (label, groups or case names of rows, passes, target for the median cnnlib/torch ratio)
+    ("LeNet-5 training step, batch 64", ("step64",), ("step",), 1.0),
+    ("LeNet-5 training step, batch 256", ("step256",), ("step",), 1.0),
     ("LeNet-scale (all LeNet rows)", ("lenet",), ("fwd", "bwd"), 1.0),
+    ("max-pool backward (as nn.MaxPool2d)", ("lenet-pool1", "lenet-pool2"), ("bwd",), 2.0),
     ("VGG/ResNet-scale forward", ("vgg", "resnet"), ("fwd",), 2.0),
     ("VGG/ResNet-scale backward", ("vgg", "resnet"), ("bwd",), 2.5),
     ("depthwise (fwd and bwd)", ("depthwise",), ("fwd", "bwd"), 1.5),
 )
+EPOCH_IMAGES = 60_000  # one pass over the MNIST training set
 
 
 # ----------------------------------------------------------------------------
@@ -117,7 +130,14 @@ def pool_case(name, group, x_shape, k, stride, padding=0):
     return Case(name, group, "maxpool", x_shape, kernel=k, stride=stride, padding=padding)
 
 
+def step_case(name, group, batch):
+    """A LeNet-5 training step on a batch of (batch, 1, 28, 28) digits."""
+    return Case(name, group, "step", (batch, 1, 28, 28))
+
+
 CASES = [
+    step_case("lenet5-step-b64", "step64", 64),
+    step_case("lenet5-step-b256", "step256", 256),
     conv_case("lenet-conv1", "lenet", 64, 1, 6, 32, 5),
     conv_case("lenet-conv2", "lenet", 64, 6, 16, 14, 5),
     pool_case("lenet-pool1", "lenet", (64, 6, 28, 28), 2, 2),
@@ -129,6 +149,7 @@ CASES = [
 ]
 
 TINY_CASES = [  # for tests: every setting off its default; not in the default run
+    step_case("tiny-step", "tiny", 4),
     conv_case("tiny-conv", "tiny", 2, 4, 6, 9, 3, stride=2, padding=1, dilation=2, groups=2),
     conv_case("tiny-depthwise", "tiny", 2, 4, 4, 8, 3, padding=1, groups=4),
     pool_case("tiny-pool", "tiny", (2, 3, 9, 9), 3, 2, padding=1),
@@ -161,6 +182,8 @@ def select_cases(cases=None):
 def flop_count(case, pass_):
     """Operations per call: 2*MACs for a conv (backward = 2x forward), one per
     window element for a pool."""
+    if case.op == "step":
+        return None
     y_shape = _output_shape(case)
     if case.op == "maxpool":
         return int(np.prod(y_shape)) * case.kernel ** 2
@@ -265,9 +288,10 @@ def numpy_max_pool2d_backward(gy, x, k, stride, padding):
 
 def _cnnlib_calls(case, x, w, b, gy):
     s, p, d = case.stride, case.padding, case.dilation
-    if case.op == "maxpool":
-        return (lambda: F.max_pool2d(x, case.kernel, s, p),
-                lambda: (F.max_pool2d_backward(gy, x, case.kernel, s, p),))
+    if case.op == "maxpool":  # as nn.MaxPool2d runs it: the forward keeps the winners' indices
+        _, indices = F.max_pool2d(x, case.kernel, s, p, return_indices=True)
+        return (lambda: F.max_pool2d(x, case.kernel, s, p, return_indices=True)[0],
+                lambda: (F.max_pool2d_backward(gy, x, case.kernel, s, p, indices=indices),))
     return (lambda: F.conv2d(x, w, b, s, p, d, case.groups),
             lambda: F.conv2d_backward(gy, x, w, b, s, p, d, case.groups))
 
@@ -357,11 +381,69 @@ def bench_case(case, min_time, repeats, settle=0.0):
     return rows
 
 
+def _lenet5_steps(batch, seed=0):
+    """(cnnlib step, torch step or None, agreement after one step): the same
+    LeNet-5, weights, batch and SGD (lr 0.01, momentum 0.9) in both."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 1, 28, 28), dtype=np.float32)
+    target = rng.integers(0, 10, batch)
+    model = zoo.lenet5(rng=seed)
+    start = {k: v.copy() for k, v in model.state_dict().items()}
+    loss_fn = nn.CrossEntropyLoss()
+    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def cnnlib_step():
+        opt.zero_grad()
+        loss_fn(model(x), target)
+        model.backward(loss_fn.backward())
+        opt.step()
+
+    if torch is None:
+        return cnnlib_step, None, None
+    tmodel = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(),
+        torch.nn.Linear(84, 10))
+    tmodel.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in start.items()})
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
+    tloss = torch.nn.CrossEntropyLoss()
+    xt, tt = torch.from_numpy(x), torch.from_numpy(target)
+
+    def torch_step():
+        topt.zero_grad()
+        tloss(tmodel(xt), tt).backward()
+        topt.step()
+
+    cnnlib_step()
+    torch_step()
+    after = model.state_dict()
+    err = max(rel_err(after[k], v.detach().numpy()) for k, v in tmodel.state_dict().items())
+    return cnnlib_step, torch_step, err
+
+
+def bench_step(case, min_time, repeats, settle=0.0):
+    """Time the LeNet-5 training step of a ``step`` case; return one row."""
+    batch = case.x_shape[0]
+    cnnlib_step, torch_step, err = _lenet5_steps(batch)
+    ms = {"cnnlib": time_call(cnnlib_step, min_time, repeats, settle),
+          "torch": time_call(torch_step, min_time, repeats, settle) if torch_step else None}
+    return [{
+        "case": case.name, "group": case.group, "pass": "step",
+        "cnnlib_ms": ms["cnnlib"], "numpy_ms": None, "torch_ms": ms["torch"],
+        "ratio_torch": _ratio(ms["cnnlib"], ms["torch"]), "ratio_numpy": None, "gflops": None,
+        "err_numpy": None, "err_torch": err, "max_rel_err": err,
+        "epoch_s": {name: None if t is None else t * 1e-3 * EPOCH_IMAGES / batch
+                    for name, t in ms.items()},
+    }]
+
+
 def summarise(rows):
     """Median cnnlib/torch ratio of each group of rows against its target."""
     lines = []
     for label, groups, passes, target in TARGETS:
-        ratios = [r["ratio_torch"] for r in rows if r["group"] in groups and r["pass"] in passes]
+        ratios = [r["ratio_torch"] for r in rows
+                  if (r["group"] in groups or r["case"] in groups) and r["pass"] in passes]
         ratios = [q for q in ratios if q is not None]
         median = statistics.median(ratios) if ratios else None
         lines.append({"label": label, "median_ratio_torch": median, "target": target,
@@ -458,7 +540,8 @@ def run(cases=None, threads=2, min_time=0.3, quick=False):
         machine = machine_info(threads, min_time, repeats)
         rows = []
         for case in tqdm(cases, desc="cnnlib.bench", unit="case", file=sys.stderr):
-            rows += bench_case(case, min_time, repeats, settle=0.0 if quick else 0.3)
+            measure = bench_step if case.op == "step" else bench_case
+            rows += measure(case, min_time, repeats, settle=0.0 if quick else 0.3)
     machine["other_processes_cores"] = other_cores(before, time.perf_counter() - start)
     notes = [n for n in (TORCH_MISSING,) if n]
     if threadpool_limits is None:
@@ -512,7 +595,7 @@ def _fmt(value, spec, width):
 
 
 COLUMNS = (  # (heading, key, format, width)
-    ("case", "case", "s", 15), ("pass", "pass", "s", 4),
+    ("case", "case", "s", 16), ("pass", "pass", "s", 4),
     ("cnnlib ms", "cnnlib_ms", ".3f", 10), ("numpy ms", "numpy_ms", ".3f", 10),
     ("torch ms", "torch_ms", ".3f", 10), ("cnnlib/torch", "ratio_torch", ".2f", 12),
     ("cnnlib/numpy", "ratio_numpy", ".2f", 12), ("GFLOP/s", "gflops", ".1f", 8),
@@ -524,6 +607,8 @@ FOOTNOTES = [
     "gradients); for max pools, 1 op per window element (a comparison, or in backward the "
     "comparison that finds the argmax again).",
     "torch forward runs under no_grad; torch backward is autograd.grad on a graph built once.",
+    "step rows: LeNet-5 forward, loss, backward and SGD (momentum 0.9) step at that batch; "
+    "cnnlib's max-pool backward uses the indices its forward kept, as nn.MaxPool2d does.",
     "max rel err = max|a - b| / max|b|, worst over all pairs of implementations and outputs.",
 ]
 
@@ -542,10 +627,16 @@ def format_report(result):
         lines.append("  ".join(f"{row[k]:<{w}}" if i < 2 else _fmt(row[k], f, w)
                                for i, (_, k, f, w) in enumerate(COLUMNS)))
     lines += [""] + [f"* {n}" for n in FOOTNOTES + result["notes"]] + [""]
+    for row in result["rows"]:
+        if "epoch_s" in row:
+            epoch = row["epoch_s"]
+            lines.append(f"{row['case']}: an epoch of {EPOCH_IMAGES:,} images takes "
+                         f"{epoch['cnnlib']:.1f} s with cnnlib, "
+                         f"{_fmt(epoch['torch'], '.1f', 0)} s with torch")
     for s in result["summary"]:
         verdict = "n/a" if s["met"] is None else ("met" if s["met"] else "MISSED")
         ratio = _fmt(s["median_ratio_torch"], ".2f", 5)
-        lines.append(f"{s['label']:<30} median cnnlib/torch {ratio}  "
+        lines.append(f"{s['label']:<36} median cnnlib/torch {ratio}  "
                      f"(target <= {s['target']:.1f}, {s['rows']} rows): {verdict}")
     return "\n".join(lines)
 

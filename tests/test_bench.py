@@ -26,18 +26,40 @@ def result():
     return bench.run(cases="tiny", threads=1, quick=True)
 
 
+def op_rows(result):
+    return [r for r in result["rows"] if r["pass"] != "step"]
+
+
 def test_rows_have_the_expected_fields(result):
-    names = [c.name for c in bench.TINY_CASES]
-    assert [(r["case"], r["pass"]) for r in result["rows"]] == [
+    names = [c.name for c in bench.TINY_CASES if c.op != "step"]
+    assert [(r["case"], r["pass"]) for r in result["rows"]] == [("tiny-step", "step")] + [
         (n, p) for n in names for p in ("fwd", "bwd")]
-    for row in result["rows"]:
+    for row in op_rows(result):
         assert set(row) == FIELDS
         assert row["cnnlib_ms"] > 0 and row["numpy_ms"] > 0 and row["gflops"] > 0
         assert row["ratio_numpy"] == pytest.approx(row["cnnlib_ms"] / row["numpy_ms"])
 
 
+def test_step_row(result):
+    (row,) = [r for r in result["rows"] if r["pass"] == "step"]
+    assert set(row) == FIELDS | {"epoch_s"}
+    assert row["cnnlib_ms"] > 0 and row["numpy_ms"] is None and row["gflops"] is None
+    assert row["epoch_s"]["cnnlib"] == pytest.approx(row["cnnlib_ms"] * 1e-3 * 60_000 / 4)
+    assert "tiny-step: an epoch of 60,000 images takes" in bench.format_report(result)
+    if bench.torch is not None:  # the same weights after one step of the same SGD
+        assert row["torch_ms"] > 0 and row["err_torch"] < 1e-5
+        assert row["epoch_s"]["torch"] == pytest.approx(row["torch_ms"] * 1e-3 * 60_000 / 4)
+
+
+def test_step_cases_are_in_the_default_run():
+    steps = [c for c in bench.CASES if c.op == "step"]
+    assert [(c.name, c.x_shape[0]) for c in steps] == [("lenet5-step-b64", 64),
+                                                       ("lenet5-step-b256", 256)]
+    assert bench.flop_count(steps[0], "step") is None
+
+
 def test_numpy_baseline_agrees_with_cnnlib(result):
-    for row in result["rows"]:
+    for row in op_rows(result):
         assert row["err_numpy"] < 1e-4, row
 
 
@@ -46,14 +68,14 @@ def test_machine_and_summary(result):
     assert machine["threads"] == 1 and machine["sgemm_gflops"] > 0
     assert {"cpu", "numpy", "numba", "torch", "blas", "other_processes_cores"} <= set(machine)
     assert [s["label"] for s in result["summary"]] == [t[0] for t in bench.TARGETS]
-    assert [s["target"] for s in result["summary"]] == [1.0, 2.0, 2.5, 1.5]
+    assert [s["target"] for s in result["summary"]] == [1.0, 1.0, 1.0, 2.0, 2.0, 2.5, 1.5]
     report = bench.format_report(result)
     assert report.startswith("machine: ") and "tiny-conv" in report
 
 
 @pytest.mark.skipif(bench.torch is None, reason=NO_TORCH)
 def test_torch_columns(result):
-    for row in result["rows"]:
+    for row in op_rows(result):
         assert row["torch_ms"] > 0 and row["err_torch"] < 1e-4, row
         assert row["max_rel_err"] >= max(row["err_numpy"], row["err_torch"])
 
@@ -69,7 +91,11 @@ def test_runs_without_torch(monkeypatch):
     assert "n/a" in bench.format_report(result)
 
 
-@pytest.mark.parametrize("case", bench.TINY_CASES + bench.CASES[:2], ids=lambda c: c.name)
+OP_CASES = [c for c in bench.TINY_CASES + bench.CASES if c.op != "step"]
+CASE = {c.name: c for c in bench.CASES}
+
+
+@pytest.mark.parametrize("case", OP_CASES[:5], ids=lambda c: c.name)
 def test_numpy_backward_matches_cnnlib(case):
     x, w, b, gy = bench.make_arrays(case, seed=1)
     if case.op == "maxpool":
@@ -87,16 +113,18 @@ def test_numpy_backward_matches_cnnlib(case):
 def test_select_cases():
     assert bench.select_cases() == bench.CASES
     assert [c.name for c in bench.select_cases("LeNet-conv")] == ["lenet-conv1", "lenet-conv2"]
-    assert len(bench.select_cases("lenet,lenet-pool1")) == 4  # no duplicates
+    assert len(bench.select_cases("lenet-,lenet-pool1")) == 4  # no duplicates
+    assert [c.name for c in bench.select_cases("step")] == ["lenet5-step-b64", "lenet5-step-b256",
+                                                            "tiny-step"]
     with pytest.raises(ValueError, match="no case name contains 'resnet-50'"):
         bench.select_cases("resnet-50")
 
 
 def test_flop_count():
-    conv1 = bench.CASES[0]
+    conv1 = CASE["lenet-conv1"]
     assert bench.flop_count(conv1, "fwd") == 2 * 64 * 6 * 28 * 28 * 1 * 5 * 5
     assert bench.flop_count(conv1, "bwd") == 2 * bench.flop_count(conv1, "fwd")
-    assert bench.flop_count(bench.CASES[2], "fwd") == 64 * 6 * 14 * 14 * 4
+    assert bench.flop_count(CASE["lenet-pool1"], "fwd") == 64 * 6 * 14 * 14 * 4
 
 
 def test_command_line_writes_json(tmp_path):

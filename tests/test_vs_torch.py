@@ -75,6 +75,12 @@ def test_max_pool2d(name, dtype):
     assert y.shape == y_t.shape and y.dtype == y_t.dtype
     assert_close(y, y_t, dtype)
     assert_close(F.max_pool2d_backward(gy, x, *args), gx_t, dtype)
+    # the indices are torch's, and the backward from them is the same gradient
+    y2, idx = F.max_pool2d(x, *args, return_indices=True)
+    _, idx_t = TF.max_pool2d(tensor(x), k, s if s is not None else k, p, d, ceil_mode,
+                             return_indices=True)
+    np.testing.assert_array_equal(idx, idx_t.numpy())
+    assert_close(F.max_pool2d_backward(gy, x, *args, indices=idx), gx_t, dtype)
 
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
@@ -150,6 +156,9 @@ def test_max_pool2d_propagates_nan_like_torch(dtype):
     y_t, (gx_t,) = torch_forward_backward(lambda t: TF.max_pool2d(t, 2), [x], gy)
     np.testing.assert_array_equal(F.max_pool2d(x, 2), y_t)
     np.testing.assert_array_equal(F.max_pool2d_backward(gy, x, 2), gx_t)
+    y, idx = F.max_pool2d(x, 2, return_indices=True)
+    np.testing.assert_array_equal(idx, TF.max_pool2d(tensor(x), 2, return_indices=True)[1].numpy())
+    np.testing.assert_array_equal(F.max_pool2d_backward(gy, x, 2, indices=idx), gx_t)
 
 
 def test_max_pool2d_backward_with_two_nans_in_a_window_like_torch():

@@ -330,8 +330,8 @@ def _direct_backward_weight(gy, xp, kh, kw, sh, sw, dh, dw):
 
 # The unit-stride kernels below handle any number of channels per group with
 # the same wide layout, without a column matrix: a task computes a block of
-# four output channels (or input channels, for the input gradient) of one
-# sample, so each contiguous run of the input is loaded once for four
+# four output channels (or input channels, for the input gradient; two or
+# one when four do not divide them) of one sample, so each contiguous run of the input is loaded once for four
 # accumulators.  For the small layers of LeNet-5 they are several times faster
 # than im2col + GEMM, which spends most of its time copying columns and
 # waking the BLAS threads; large layers still go to the GEMM (``_use_wide``).
@@ -341,7 +341,10 @@ _BLOCK = 4
 
 @njit(cache=True)
 def _block(count):
-    return _BLOCK if count % _BLOCK == 0 else 1
+    """Channels per task: 4, else 2 (LeNet-5's 6), else 1."""
+    if count % _BLOCK == 0:
+        return _BLOCK
+    return 2 if count % 2 == 0 else 1
 
 
 @njit(parallel=True, cache=True)
@@ -375,6 +378,13 @@ def _wide_forward(xp, w, bias, dh, dw, ho, wo, groups):
                             a1[t] += w1 * s
                             a2[t] += w2 * s
                             a3[t] += w3 * s
+                    elif ob == 2:
+                        w0, w1 = w[o0, c, p, q], w[o0 + 1, c, p, q]
+                        a0, a1 = acc[0], acc[1]
+                        for t in range(length):
+                            s = src[t]
+                            a0[t] += w0 * s
+                            a1[t] += w1 * s
                     else:
                         wv = w[o0, c, p, q]
                         a0 = acc[0]
@@ -436,6 +446,14 @@ def _wide_backward_input(gyw, w, hp, wp, dh, dw, groups):
                             d1[t] += w1 * s
                             d2[t] += w2 * s
                             d3[t] += w3 * s
+                    elif cb == 2:
+                        w0, w1 = w[o, cl, p, q], w[o, cl + 1, p, q]
+                        d0 = gxp[n, c0, off:off + length]
+                        d1 = gxp[n, c0 + 1, off:off + length]
+                        for t in range(length):
+                            s = src[t]
+                            d0[t] += w0 * s
+                            d1[t] += w1 * s
                     else:
                         wv = w[o, cl, p, q]
                         d0 = gxp[n, c0, off:off + length]
@@ -478,6 +496,15 @@ def _wide_backward_weight(gyw, xp, kh, kw, dh, dw, groups):
                         gw[o0 + 1, c, p, q] += s1
                         gw[o0 + 2, c, p, q] += s2
                         gw[o0 + 3, c, p, q] += s3
+                    elif ob == 2:
+                        g0, g1 = gyw[n, o0], gyw[n, o0 + 1]
+                        s0 = s1 = gyw.dtype.type(0)
+                        for t in range(length):
+                            v = src[t]
+                            s0 += g0[t] * v
+                            s1 += g1[t] * v
+                        gw[o0, c, p, q] += s0
+                        gw[o0 + 1, c, p, q] += s1
                     else:
                         g0 = gyw[n, o0]
                         s0 = gyw.dtype.type(0)
