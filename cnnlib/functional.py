@@ -8,7 +8,8 @@ returns the gradient of each array input in order.
 """
 
 from .ops.activation import relu, relu_backward, sigmoid, sigmoid_backward, tanh, tanh_backward
-from .ops.conv import conv2d, conv2d_backward, conv_output_size, padding_amounts, resolve_padding
+from .ops.conv import (conv2d, conv2d_backward, conv_output_size, conv_path, padding_amounts,
+                       resolve_padding)
 from .ops.conv_variants import (
                                 conv2d_cost,
                                 convolve2d,
@@ -43,7 +44,7 @@ from .ops.pool_variants import (
 )
 
 __all__ = [
-    "conv2d", "conv2d_backward", "conv_output_size", "padding_amounts", "resolve_padding",
+    "conv2d", "conv2d_backward", "conv_output_size", "conv_path", "padding_amounts", "resolve_padding",
     "convolve2d", "convolve2d_backward", "flip_kernel", "separable_factors",
     "spatially_separable_conv2d", "depthwise_separable_conv2d",
     "depthwise_separable_conv2d_backward", "conv2d_cost", "depthwise_separable_cost",

@@ -529,10 +529,13 @@ def _use_wide(c_per_group, out_per_group, sh, sw):
 
 
 def conv_path(c_per_group, out_per_group, stride=(1, 1)):
-    """Which kernel family ``conv2d`` uses for a layer: ``"wide"`` (unit stride,
-    few channels: direct loops over whole planes), ``"direct"`` (one input
-    channel per group, any stride) or ``"gemm"`` (im2col + one matrix product
-    per group).  Chapter "From scratch" times them."""
+    """Which kernels ``conv2d`` and ``conv2d_backward`` use for a layer whose
+    weight has shape (C_out, c_per_group, kH, kW) with ``out_per_group =
+    C_out / groups``, at ``stride`` (a pair): ``"wide"`` (unit stride and
+    ``c_per_group * out_per_group <= 256``: direct loops over whole input
+    planes, four channels per pass), ``"direct"`` (one input channel per
+    group at any other stride) or ``"gemm"`` (im2col + one matrix product per
+    group).  Chapter "From scratch" times them against PyTorch."""
     sh, sw = stride
     if _use_wide(c_per_group, out_per_group, sh, sw):
         return "wide"
