@@ -347,23 +347,41 @@ def _block(count):
     return 2 if count % 2 == 0 else 1
 
 
+@njit(cache=True)
+def _group_planes(x, n, first, count, pt, pl, hp, wp):
+    """The ``count`` planes of sample n from channel ``first``, as rows of length
+    hp*wp: the input itself when there is no padding, else a zero-padded copy
+    (top ``pt``, left ``pl``), so that no padded batch is ever allocated.
+    Returns (planes, index of the first plane in them)."""
+    c_in, h, w = x.shape[1], x.shape[2], x.shape[3]
+    if h == hp and w == wp:
+        return x[n].reshape(c_in, hp * wp), first
+    buf = np.zeros((count, hp * wp), dtype=x.dtype)
+    for c in range(count):
+        for i in range(h):
+            for j in range(w):
+                buf[c, (i + pt) * wp + pl + j] = x[n, first + c, i, j]
+    return buf, 0
+
+
 @njit(parallel=True, cache=True)
-def _wide_forward(xp, w, bias, dh, dw, ho, wo, groups):
-    """Unit-stride convolution (plus bias, when ``bias.size``) of padded ``xp``."""
-    n_, c_in, hp, wp = xp.shape
+def _wide_forward(x, w, bias, pt, pl, hp, wp, dh, dw, ho, wo, groups):
+    """Unit-stride convolution (plus bias, when ``bias.size``) of ``x`` padded
+    to (hp, wp) with ``pt`` rows on top and ``pl`` columns on the left."""
+    n_ = x.shape[0]
     c_out, cpg, kh, kw = w.shape
     og = c_out // groups
     length = (ho - 1) * wp + wo
     ob = _block(og)
     blocks = c_out // ob
-    y = np.empty((n_, c_out, ho, wo), dtype=xp.dtype)
+    y = np.empty((n_, c_out, ho, wo), dtype=x.dtype)
     for task in prange(n_ * blocks):
         n = task // blocks
         o0 = (task % blocks) * ob
-        first = (o0 // og) * cpg  # first input channel of the group
-        acc = np.zeros((ob, length), dtype=xp.dtype)
+        planes, base = _group_planes(x, n, (o0 // og) * cpg, cpg, pt, pl, hp, wp)
+        acc = np.zeros((ob, length), dtype=x.dtype)
         for c in range(cpg):
-            plane = xp[n, first + c].ravel()
+            plane = planes[base + c]
             for p in range(kh):
                 for q in range(kw):
                     off = p * dh * wp + q * dw
@@ -391,7 +409,7 @@ def _wide_forward(xp, w, bias, dh, dw, ho, wo, groups):
                         for t in range(length):
                             a0[t] += wv * src[t]
         for u in range(ob):
-            b = bias[o0 + u] if bias.size else xp.dtype.type(0)
+            b = bias[o0 + u] if bias.size else x.dtype.type(0)
             for i in range(ho):
                 for j in range(wo):
                     y[n, o0 + u, i, j] = acc[u, i * wp + j] + b
@@ -417,20 +435,23 @@ def _widen(gy, wp):
 
 
 @njit(parallel=True, cache=True)
-def _wide_backward_input(gyw, w, hp, wp, dh, dw, groups):
-    """Gradient w.r.t. the padded input of ``_wide_forward``, from the widened gradient."""
+def _wide_backward_input(gyw, w, h, wd, pt, pl, hp, wp, dh, dw, groups):
+    """Gradient w.r.t. the (unpadded, (h, wd)) input of ``_wide_forward``, from
+    the widened gradient; each task adds into a padded scratch plane and
+    keeps its interior."""
     n_, c_out, length = gyw.shape
     _, cpg, kh, kw = w.shape
     c_in = cpg * groups
     og = c_out // groups
     cb = _block(cpg)
     blocks = c_in // cb
-    gxp = np.zeros((n_, c_in, hp * wp), dtype=gyw.dtype)
+    gx = np.empty((n_, c_in, h, wd), dtype=gyw.dtype)
     for task in prange(n_ * blocks):  # each (n, channel block) is written by one task only
         n = task // blocks
         c0 = (task % blocks) * cb
         g = c0 // cpg
         cl = c0 - g * cpg  # the channel's index inside its group (the weight's axis 1)
+        acc = np.zeros((cb, hp * wp), dtype=gyw.dtype)
         for o in range(g * og, (g + 1) * og):
             src = gyw[n, o]
             for p in range(kh):
@@ -439,10 +460,10 @@ def _wide_backward_input(gyw, w, hp, wp, dh, dw, groups):
                     if cb == 4:
                         w0, w1 = w[o, cl, p, q], w[o, cl + 1, p, q]
                         w2, w3 = w[o, cl + 2, p, q], w[o, cl + 3, p, q]
-                        d0 = gxp[n, c0, off:off + length]
-                        d1 = gxp[n, c0 + 1, off:off + length]
-                        d2 = gxp[n, c0 + 2, off:off + length]
-                        d3 = gxp[n, c0 + 3, off:off + length]
+                        d0 = acc[0, off:off + length]
+                        d1 = acc[1, off:off + length]
+                        d2 = acc[2, off:off + length]
+                        d3 = acc[3, off:off + length]
                         for t in range(length):
                             s = src[t]
                             d0[t] += w0 * s
@@ -451,26 +472,31 @@ def _wide_backward_input(gyw, w, hp, wp, dh, dw, groups):
                             d3[t] += w3 * s
                     elif cb == 2:
                         w0, w1 = w[o, cl, p, q], w[o, cl + 1, p, q]
-                        d0 = gxp[n, c0, off:off + length]
-                        d1 = gxp[n, c0 + 1, off:off + length]
+                        d0 = acc[0, off:off + length]
+                        d1 = acc[1, off:off + length]
                         for t in range(length):
                             s = src[t]
                             d0[t] += w0 * s
                             d1[t] += w1 * s
                     else:
                         wv = w[o, cl, p, q]
-                        d0 = gxp[n, c0, off:off + length]
+                        d0 = acc[0, off:off + length]
                         for t in range(length):
                             d0[t] += wv * src[t]
-    return gxp.reshape(n_, c_in, hp, wp)
+        for u in range(cb):
+            for i in range(h):
+                for j in range(wd):
+                    gx[n, c0 + u, i, j] = acc[u, (i + pt) * wp + pl + j]
+    return gx
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def _wide_backward_weight(gyw, xp, kh, kw, dh, dw, groups):
+def _wide_backward_weight(gyw, x, kh, kw, pt, pl, hp, wp, dh, dw, groups):
     """Gradient w.r.t. the weight of ``_wide_forward``: dot products of the
-    widened gradient with shifted input runs (``reassoc`` lets them vectorise)."""
+    widened gradient with shifted runs of the padded input (``reassoc`` lets
+    them vectorise)."""
     n_, c_out, length = gyw.shape
-    c_in, wp = xp.shape[1], xp.shape[3]
+    c_in = x.shape[1]
     cpg = c_in // groups
     og = c_out // groups
     ob = _block(og)
@@ -481,7 +507,8 @@ def _wide_backward_weight(gyw, xp, kh, kw, dh, dw, groups):
         c = task % cpg
         ci = (o0 // og) * cpg + c
         for n in range(n_):
-            plane = xp[n, ci].ravel()
+            planes, base = _group_planes(x, n, ci, 1, pt, pl, hp, wp)
+            plane = planes[base]
             for p in range(kh):
                 for q in range(kw):
                     off = p * dh * wp + q * dw
@@ -570,12 +597,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """
     x, w, bias, (sh, sw), pads, (dh, dw), groups = _conv_settings(
         input, weight, bias, stride, padding, dilation, groups)
-    xp = _pad(x, pads)
     c_out, c_per_group = w.shape[:2]
-    if _use_wide(c_per_group, c_out // groups, sh, sw):
-        ho, wo = _out_hw(xp, w, sh, sw, dh, dw)
-        return _wide_forward(xp, w, bias if bias is not None else np.empty(0, w.dtype), dh, dw, ho, wo,
-                             groups)
+    if _use_wide(c_per_group, c_out // groups, sh, sw):  # pads inside the kernel
+        (t, b), (l, r) = pads
+        hp, wp = x.shape[2] + t + b, x.shape[3] + l + r
+        ho, wo = hp - dh * (w.shape[2] - 1), wp - dw * (w.shape[3] - 1)
+        return _wide_forward(x, w, bias if bias is not None else np.empty(0, w.dtype), t, l, hp, wp,
+                             dh, dw, ho, wo, groups)
+    xp = _pad(x, pads)
     y = _conv_forward(xp, w, groups, sh, sw, dh, dw)
     if bias is not None:
         y += bias[None, :, None, None]
@@ -636,18 +665,20 @@ def conv2d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, 
         input, weight, bias, stride, padding, dilation, groups)
     gy = check_float_array(grad_output, "grad_output", ndim=4)
     check_same_dtype(x, "input", gy, "grad_output")
-    xp = _pad(x, pads)
-    n_, c_in, hp, wp = xp.shape
+    (t, b), (l, r) = pads
+    n_, c_in, hp, wp = x.shape[0], x.shape[1], x.shape[2] + t + b, x.shape[3] + l + r
     c_out, c_per_group, kh, kw = w.shape
-    ho, wo = _out_hw(xp, w, sh, sw, dh, dw)
+    ho = conv_output_size(hp, kh, sh, 0, dh)
+    wo = conv_output_size(wp, kw, sw, 0, dw)
     check_shape(gy, "grad_output", (n_, c_out, ho, wo))
 
     grad_bias = gy.sum(axis=(0, 2, 3)) if bias is not None else None
-    if _use_wide(c_per_group, c_out // groups, sh, sw):
+    if _use_wide(c_per_group, c_out // groups, sh, sw):  # pads inside the kernels
         gyw = _widen(gy, wp)
-        gw = _wide_backward_weight(gyw, xp, kh, kw, dh, dw, groups)
-        gxp = _wide_backward_input(gyw, w, hp, wp, dh, dw, groups)
-        return _unpad(gxp, pads), gw, grad_bias
+        gw = _wide_backward_weight(gyw, x, kh, kw, t, l, hp, wp, dh, dw, groups)
+        gx = _wide_backward_input(gyw, w, x.shape[2], x.shape[3], t, l, hp, wp, dh, dw, groups)
+        return gx, gw, grad_bias
+    xp = _pad(x, pads)
     if c_per_group == 1:
         gw = _direct_backward_weight(gy, xp, kh, kw, sh, sw, dh, dw)
         gxp = _direct_backward_input(gy, w, c_in, hp, wp, sh, sw, dh, dw)
