@@ -1,4 +1,4 @@
-"""Speed of cnnlib's convolution and max pooling against PyTorch and NumPy.
+"""Speed of cnnlib against PyTorch and NumPy: LeNet-5 training steps, convolution, max pooling.
 
 Run it from the repository root::
 
@@ -66,7 +66,8 @@ from . import nn, optim
 from .models import zoo
 from ._timing import thread_limits, time_call
 
-__all__ = ["Case", "conv_case", "pool_case", "step_case", "bench_step", "select_cases", "flop_count", "make_arrays",
+__all__ = ["Case", "conv_case", "pool_case", "step_case", "bench_step", "select_cases",
+           "flop_count", "make_arrays",
            "numpy_im2col", "numpy_conv2d", "numpy_conv2d_backward", "numpy_max_pool2d",
            "numpy_max_pool2d_backward", "time_call", "rel_err", "bench_case", "summarise",
            "thread_limits", "cpu_model", "blas_description", "sgemm_gflops", "machine_info",
@@ -86,7 +87,8 @@ try:
 except ImportError:
     threadpool_info = threadpool_limits = None
 
-TARGETS = (  # (label, groups or case names of rows, passes, target for the median cnnlib/torch ratio)
+# (label, groups or case names of rows, passes, target for the median cnnlib/torch ratio)
+TARGETS = (
     ("LeNet-5 training step, batch 64", ("step64",), ("step",), 1.0),
     ("LeNet-5 training step, batch 256", ("step256",), ("step",), 1.0),
     ("LeNet-scale (all LeNet rows)", ("lenet",), ("fwd", "bwd"), 1.0),

@@ -83,10 +83,10 @@ def test_wide_backward_matches_finite_differences(name):
     x, w, b, kw = wide_arrays(name, np.float64)
     gy = np.random.default_rng(7).standard_normal(F.conv2d(x, w, b, **kw).shape)
     gx, gw, gb = F.conv2d_backward(gy, x, w, b, **kw)
-    np.testing.assert_allclose(gx, naive.numerical_gradient(lambda v: F.conv2d(v, w, b, **kw), x, gy),
-                               rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(gw, naive.numerical_gradient(lambda v: F.conv2d(x, v, b, **kw), w, gy),
-                               rtol=1e-6, atol=1e-7)
+    num_gx = naive.numerical_gradient(lambda v: F.conv2d(v, w, b, **kw), x, gy)
+    num_gw = naive.numerical_gradient(lambda v: F.conv2d(x, v, b, **kw), w, gy)
+    np.testing.assert_allclose(gx, num_gx, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(gw, num_gw, rtol=1e-6, atol=1e-7)
     if b is not None:
         np.testing.assert_allclose(gb, gy.sum(axis=(0, 2, 3)), rtol=1e-12)
 
@@ -153,7 +153,8 @@ def test_backward_from_indices_equals_the_search(name):
     y, idx = F.max_pool2d(x, k, s, p, d, ceil, return_indices=True)
     gy = rng.standard_normal(y.shape)
     searched = F.max_pool2d_backward(gy, x, k, s, p, d, ceil)
-    np.testing.assert_array_equal(F.max_pool2d_backward(gy, x, k, s, p, d, ceil, indices=idx), searched)
+    from_indices = F.max_pool2d_backward(gy, x, k, s, p, d, ceil, indices=idx)
+    np.testing.assert_array_equal(from_indices, searched)
 
 
 def test_max_pool_2x2_follows_pytorchs_tie_and_nan_rules():

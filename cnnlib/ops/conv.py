@@ -329,12 +329,14 @@ def _direct_backward_weight(gy, xp, kh, kw, sh, sw, dh, dw):
 
 
 # The unit-stride kernels below handle any number of channels per group with
-# the same wide layout, without a column matrix: a task computes a block of
-# four output channels (or input channels, for the input gradient; two or
-# one when four do not divide them) of one sample, so each contiguous run of the input is loaded once for four
-# accumulators.  For the small layers of LeNet-5 they are several times faster
-# than im2col + GEMM, which spends most of its time copying columns and
-# waking the BLAS threads; large layers still go to the GEMM (``_use_wide``).
+# the same wide layout, without a column matrix and without a padded copy of
+# the batch: a task computes a block of four output channels (or input
+# channels, for the input gradient; two or one when four do not divide them)
+# of one sample, so each contiguous run of the input is loaded once for four
+# accumulators.  For the small layers of LeNet-5 they are several times
+# faster than im2col + GEMM, which spends most of its time copying columns
+# and waking the BLAS threads; large layers still go to the GEMM
+# (``_use_wide``).
 
 _BLOCK = 4
 

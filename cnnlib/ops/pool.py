@@ -202,7 +202,8 @@ def _avg_pool(x, gy, forward, kh, kw, sh, sw, ph, pw, ho, wo, count_include_pad)
 # ----------------------------------------------------------------------------
 
 def _is_2x2(kh, kw, sh, sw, ph, pw, dh, dw, x, ho, wo):
-    return (kh, kw, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1) and x.shape[2:] == (2 * ho, 2 * wo)
+    return ((kh, kw, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1)
+            and x.shape[2:] == (2 * ho, 2 * wo))
 
 
 def _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
