@@ -1,7 +1,5 @@
 """Fully connected (affine) layer: y = x W^T + b."""
 
-import numpy as np
-
 from .._validate import check_float_array, check_same_dtype, check_shape
 
 

@@ -219,7 +219,6 @@ def receptive_field_widget(image):
     """
 
     import ipywidgets as w
-    import matplotlib.pyplot as plt
 
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2:
