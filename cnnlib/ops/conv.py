@@ -366,6 +366,36 @@ def _group_planes(x, n, first, count, pt, pl, hp, wp):
     return buf, 0
 
 
+@njit(cache=True, inline="always")
+def _add_scaled(rows, off, weights, src):
+    """``rows[u, off:off + src.size] += weights[u] * src`` for each of the 1, 2
+    or 4 weights: one pass over ``src`` feeds every accumulator.  The inner
+    loop of the wide kernels (forward and input gradient)."""
+    length = src.size
+    if weights.size == 4:
+        w0, w1, w2, w3 = weights[0], weights[1], weights[2], weights[3]
+        d0, d1 = rows[0, off:off + length], rows[1, off:off + length]
+        d2, d3 = rows[2, off:off + length], rows[3, off:off + length]
+        for t in range(length):
+            s = src[t]
+            d0[t] += w0 * s
+            d1[t] += w1 * s
+            d2[t] += w2 * s
+            d3[t] += w3 * s
+    elif weights.size == 2:
+        w0, w1 = weights[0], weights[1]
+        d0, d1 = rows[0, off:off + length], rows[1, off:off + length]
+        for t in range(length):
+            s = src[t]
+            d0[t] += w0 * s
+            d1[t] += w1 * s
+    else:
+        w0 = weights[0]
+        d0 = rows[0, off:off + length]
+        for t in range(length):
+            d0[t] += w0 * src[t]
+
+
 @njit(parallel=True, cache=True)
 def _wide_forward(x, w, bias, pt, pl, hp, wp, dh, dw, ho, wo, groups):
     """Unit-stride convolution (plus bias, when ``bias.size``) of ``x`` padded
@@ -387,29 +417,7 @@ def _wide_forward(x, w, bias, pt, pl, hp, wp, dh, dw, ho, wo, groups):
             for p in range(kh):
                 for q in range(kw):
                     off = p * dh * wp + q * dw
-                    src = plane[off:off + length]
-                    if ob == 4:
-                        w0, w1 = w[o0, c, p, q], w[o0 + 1, c, p, q]
-                        w2, w3 = w[o0 + 2, c, p, q], w[o0 + 3, c, p, q]
-                        a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
-                        for t in range(length):
-                            s = src[t]
-                            a0[t] += w0 * s
-                            a1[t] += w1 * s
-                            a2[t] += w2 * s
-                            a3[t] += w3 * s
-                    elif ob == 2:
-                        w0, w1 = w[o0, c, p, q], w[o0 + 1, c, p, q]
-                        a0, a1 = acc[0], acc[1]
-                        for t in range(length):
-                            s = src[t]
-                            a0[t] += w0 * s
-                            a1[t] += w1 * s
-                    else:
-                        wv = w[o0, c, p, q]
-                        a0 = acc[0]
-                        for t in range(length):
-                            a0[t] += wv * src[t]
+                    _add_scaled(acc, 0, w[o0:o0 + ob, c, p, q], plane[off:off + length])
         for u in range(ob):
             b = bias[o0 + u] if bias.size else x.dtype.type(0)
             for i in range(ho):
@@ -459,32 +467,7 @@ def _wide_backward_input(gyw, w, h, wd, pt, pl, hp, wp, dh, dw, groups):
             for p in range(kh):
                 for q in range(kw):
                     off = p * dh * wp + q * dw
-                    if cb == 4:
-                        w0, w1 = w[o, cl, p, q], w[o, cl + 1, p, q]
-                        w2, w3 = w[o, cl + 2, p, q], w[o, cl + 3, p, q]
-                        d0 = acc[0, off:off + length]
-                        d1 = acc[1, off:off + length]
-                        d2 = acc[2, off:off + length]
-                        d3 = acc[3, off:off + length]
-                        for t in range(length):
-                            s = src[t]
-                            d0[t] += w0 * s
-                            d1[t] += w1 * s
-                            d2[t] += w2 * s
-                            d3[t] += w3 * s
-                    elif cb == 2:
-                        w0, w1 = w[o, cl, p, q], w[o, cl + 1, p, q]
-                        d0 = acc[0, off:off + length]
-                        d1 = acc[1, off:off + length]
-                        for t in range(length):
-                            s = src[t]
-                            d0[t] += w0 * s
-                            d1[t] += w1 * s
-                    else:
-                        wv = w[o, cl, p, q]
-                        d0 = acc[0, off:off + length]
-                        for t in range(length):
-                            d0[t] += wv * src[t]
+                    _add_scaled(acc, off, w[o, cl:cl + cb, p, q], src)
         for u in range(cb):
             for i in range(h):
                 for j in range(wd):
