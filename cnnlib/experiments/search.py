@@ -15,7 +15,7 @@ from ..models.zoo import MNIST_MEAN, MNIST_STD, LeNet5
 from ..search import darts, evolution
 
 __all__ = ["search_data", "gumbel_samples", "plot_gumbel_samples", "plot_arch_weights", "run_darts",
-           "run_evolution", "run_random", "retrain", "budget_table"]
+           "run_evolution", "run_random", "retrain", "plot_search_progress", "budget_table"]
 
 
 def search_data(n_train=4000, n_test=2000, size=14, seed=0):
@@ -161,12 +161,31 @@ def retrain(arch, data, steps=300, c=4, seed=0):
     return evolution.evaluate(model, data["x_test"], data["y_test"]), model.num_parameters()
 
 
+def plot_search_progress(histories, steps_per_model):
+    """Best fitness so far against the weight-training steps spent, one line per search
+    (``histories``: a dict name -> history of (individual, fitness))."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for name, history in histories.items():
+        f = [fit for _, fit in history]
+        steps = steps_per_model * np.arange(1, len(f) + 1)
+        ax.plot(steps, np.maximum.accumulate(f), marker="o", ms=3, label=f"{name}: best so far")
+        ax.plot(steps, f, ls="none", marker=".", alpha=0.4)
+    ax.set_xlabel("weight-training steps spent")
+    ax.set_ylabel("validation accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def budget_table(rows):
     """The budget table as text: rows of (method, weight steps, architecture passes, best validation
-    accuracy, retrained test accuracy, parameters)."""
-    head = (f"{'method':<28} {'weight steps':>12} {'arch passes':>11} {'best val acc':>12} "
+    accuracy or None, retrained test accuracy, parameters)."""
+    head = (f"{'method':<22} {'weight steps':>12} {'arch passes':>11} {'best val acc':>12} "
             f"{'test acc':>9} {'params':>7}")
     lines = [head, "-" * len(head)]
     for method, ws, ap, val, test, params in rows:
-        lines.append(f"{method:<28} {ws:>12d} {ap:>11d} {val:>12.3f} {test:>9.3f} {params:>7d}")
+        val = "-" if val is None else f"{val:.3f}"
+        lines.append(f"{method:<22} {ws:>12d} {ap:>11d} {val:>12} {test:>9.3f} {params:>7d}")
     return "\n".join(lines)
