@@ -259,8 +259,8 @@ def test_genotype_bad_input():
 
 def test_genotype_network_gradient_and_shapes():
     rng = np.random.default_rng(9)
-    geno = darts.Genotype([("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 2), ("dil_conv_3x3", 0)],
-                          [2, 3])
+    ops = [("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 2), ("dil_conv_3x3", 0)]
+    geno = darts.Genotype(ops, [2, 3])
     model = darts.GenotypeNetwork(geno, c=2, num_classes=3, layers=2, stem_multiplier=1, stem_stride=1,
                                   dtype=np.float64, rng=0)
     x, y = rng.standard_normal((3, 1, 5, 5)), rng.integers(0, 3, 3)
@@ -293,3 +293,13 @@ def test_search_loop_records_and_darts_plus_stops_on_the_same_trajectory():
     assert np.array_equal(stopped["weights"][-1], full["weights"][first - 1])
     with pytest.raises(TypeError, match="model"):
         darts.search(nn.Linear(2, 2), x, y, x, y, steps=1)
+
+
+def test_gumbel_search_follows_the_temperature_schedule():
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal((8, 1, 6, 6)).astype(np.float32), rng.integers(0, 3, 8)
+    model = darts.Network(c=2, num_classes=3, stem_stride=1, gumbel=True, tau=5.0, rng=0)
+    record = darts.search(model, x, y, x, y, steps=4, batch_size=4, rng=1,
+                          tau_schedule=lambda step: 2.0 * 0.5 ** step)
+    assert record["tau"] == [2.0, 1.0, 0.5, 0.25] and model.tau == 0.25
+    assert np.all(np.isfinite(record["weights"][-1]))

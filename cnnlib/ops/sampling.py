@@ -48,7 +48,7 @@ def _one_hot_argmax(y, dim):
 
 
 def gumbel_softmax(logits, tau=1.0, hard=False, dim=-1, rng=None, *, gumbels=None):
-    """A relaxed one-hot sample of the categorical ``softmax(logits)``, like ``torch.nn.functional.gumbel_softmax``.
+    """A relaxed one-hot sample of ``softmax(logits)``, like ``torch.nn.functional.gumbel_softmax``.
 
     ``y = softmax((logits + g) / tau)`` along ``dim`` with Gumbel noise
     ``g = -log(Exponential(1))`` (Jang et al. 2017). As ``tau -> 0`` the sample

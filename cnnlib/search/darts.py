@@ -149,7 +149,8 @@ def _check_primitives(primitives):
     primitives = tuple(primitives)
     bad = [p for p in primitives if p not in PRIMITIVES]
     if bad or len(set(primitives)) != len(primitives) or len(primitives) < 2:
-        raise ValueError(f"primitives must be at least two distinct names from {PRIMITIVES}, got {primitives}")
+        raise ValueError(f"primitives must be at least two distinct names from {PRIMITIVES}, "
+                         f"got {primitives}")
     return primitives
 
 
@@ -283,7 +284,8 @@ class Network(nn.Module):
         self._rng = rng
         c_stem = stem_multiplier * c
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_stem, 3, stride=stem_stride, padding=1, bias=False, dtype=dtype, rng=rng),
+            nn.Conv2d(in_channels, c_stem, 3, stride=stem_stride, padding=1, bias=False, dtype=dtype,
+                      rng=rng),
             nn.BatchNorm2d(c_stem, dtype=dtype))
         c_pp, c_p = c_stem, c_stem
         for k in range(self.layers):
@@ -291,7 +293,8 @@ class Network(nn.Module):
             c_pp, c_p = c_p, self.steps * c
         self.classifier = nn.Linear(c_p, num_classes, dtype=dtype, rng=rng)
         num_edges = self.cell0.num_edges
-        self.alphas = nn.Parameter((1e-3 * rng.standard_normal((num_edges, len(self.primitives)))).astype(dtype))
+        alphas = 1e-3 * rng.standard_normal((num_edges, len(self.primitives)))
+        self.alphas = nn.Parameter(alphas.astype(dtype))
 
     def cells(self):
         return [getattr(self, f"cell{k}") for k in range(self.layers)]
@@ -405,7 +408,7 @@ def genotype(weights, steps, primitives=SEARCH_PRIMITIVES, max_skips=None):
     return Genotype(normal=[tuple(g) for g in gene], normal_concat=list(range(2, 2 + steps)))
 
 
-#: The candidates without weights (they win early in a search: the collapse).
+#: The candidates without weights, which win early in a search (the collapse).
 PARAMETER_FREE = ("skip_connect", "max_pool_3x3", "avg_pool_3x3")
 
 
@@ -470,7 +473,8 @@ class GenotypeNetwork(Network):
         rng = get_rng(rng)
         c_stem = stem_multiplier * c
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_stem, 3, stride=stem_stride, padding=1, bias=False, dtype=dtype, rng=rng),
+            nn.Conv2d(in_channels, c_stem, 3, stride=stem_stride, padding=1, bias=False, dtype=dtype,
+                      rng=rng),
             nn.BatchNorm2d(c_stem, dtype=dtype))
         c_pp, c_p = c_stem, c_stem
         for k in range(self.layers):

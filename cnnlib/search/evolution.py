@@ -105,9 +105,11 @@ def random_search(init, fitness, cycles, rng=None):
     return history
 
 
-#: The choices of a genome's layers: output channels, kernel sizes, activations.
+#: The output channels a genome's layer may have.
 WIDTHS = (4, 8, 16)
+#: The kernel sizes a genome's layer may have.
 KERNELS = (3, 5)
+#: The activations a genome's layer may have.
 ACTIVATIONS = ("relu", "tanh")
 #: At most this many convolutional layers (and at least one).
 MAX_LAYERS = 4
