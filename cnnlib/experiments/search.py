@@ -167,11 +167,13 @@ def plot_search_progress(histories, steps_per_model):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3))
-    for name, history in histories.items():
+    for k, (name, history) in enumerate(histories.items()):
         f = [fit for _, fit in history]
         steps = steps_per_model * np.arange(1, len(f) + 1)
-        ax.plot(steps, np.maximum.accumulate(f), marker="o", ms=3, label=f"{name}: best so far")
-        ax.plot(steps, f, ls="none", marker=".", alpha=0.4)
+        color = f"C{k}"
+        ax.plot(steps, np.maximum.accumulate(f), color=color, ls=("-", "--", ":")[k % 3], marker="o", ms=3,
+                label=f"{name}: best so far")
+        ax.plot(steps, f, color=color, ls="none", marker=".", alpha=0.5, label=f"{name}: each candidate")
     ax.set_xlabel("weight-training steps spent")
     ax.set_ylabel("validation accuracy")
     ax.legend(fontsize=8)
