@@ -34,6 +34,8 @@ from .ops.loss import (
 )
 from .ops.norm import batch_norm, batch_norm_backward, local_response_norm, local_response_norm_backward
 from .ops.pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward, pool_output_size
+# Part IV, "Architecture search": the Gumbel-softmax relaxation
+from .ops.sampling import gumbel_softmax, gumbel_softmax_backward, sample_gumbel
 from .ops.pool_variants import (
                                 fractional_intervals,
                                 fractional_max_pool2d,
@@ -57,4 +59,5 @@ __all__ = [
     "local_response_norm", "local_response_norm_backward", "batch_norm", "batch_norm_backward",
     "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
     "cross_entropy", "cross_entropy_backward",
+    "gumbel_softmax", "gumbel_softmax_backward", "sample_gumbel",
 ]

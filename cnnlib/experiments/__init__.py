@@ -7,9 +7,12 @@
 * :mod:`~cnnlib.experiments.hyper`: batch-size sweeps, linear scaling with
   warm-up, sharpness vs batch size (Part III, "Hyper-parameters");
 * :mod:`~cnnlib.experiments.regularisation`: dropout, L2 vs decoupled weight
-  decay on LeNet-5 (Part III, "Regularisation").
+  decay on LeNet-5 (Part III, "Regularisation");
+* :mod:`~cnnlib.experiments.search`: DARTS, evolution and random search at a
+  matched budget, and the found architectures retrained (Part IV,
+  "Architecture search").
 """
 
-from . import fc_vs_cnn, hyper, regularisation, scaling
+from . import fc_vs_cnn, hyper, regularisation, scaling, search
 
-__all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation"]
+__all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation", "search"]
