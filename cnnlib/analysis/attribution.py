@@ -284,7 +284,7 @@ def blurred_baseline(inputs, sigma=3.0):
 def uniform_noise_baselines(inputs, n, low, high, rng=None):
     """``n`` baselines of independent uniform noise on [low, high), one set per input.
 
-    Returns an array (n, *inputs.shape) of the inputs' dtype, drawn from
+    Returns an array ``(n, *inputs.shape)`` of the inputs' dtype, drawn from
     ``np.random.default_rng(rng)``.  See Part IV, section 4.3.
     """
     x = check_float_array(inputs, "inputs", min_ndim=2)
@@ -302,7 +302,7 @@ def uniform_noise_baselines(inputs, n, low, high, rng=None):
 def averaged_integrated_gradients(model, inputs, target, baselines, **kwargs):
     """Integrated gradients averaged over several baselines.
 
-    ``baselines`` is an array (B, *inputs.shape) (e.g. from
+    ``baselines`` is an array ``(B, *inputs.shape)`` (e.g. from
     :func:`uniform_noise_baselines`) or a list of B baselines as
     :func:`integrated_gradients` takes them; the other keyword arguments are
     passed on.  Averaging keeps completeness on average: the mean attribution

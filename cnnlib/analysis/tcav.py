@@ -10,7 +10,9 @@
 4. The TCAV score is the fraction of class-c inputs with S(x) > 0
    (:func:`tcav_score`).  This is captum's convention (the logit, count > 0);
    the tensorflow/tcav code takes the gradient of the cross-entropy loss and
-   counts S < 0, which is the same test for -log p_c instead of F_c.
+   counts S < 0: the same rule applied to -log p_c instead of F_c, which for
+   the logit would be the same test, but for the loss is a different quantity
+   (``layer_gradients(..., of="log_prob")``; the chapter measures the gap).
 5. Significance (:func:`tcav_test`): scores of CAVs trained against many
    random sets are compared with scores of random-vs-random CAVs by a
    two-sided Student t-test (:func:`ttest_ind`), p <= 0.05.  How many runs are
@@ -48,7 +50,8 @@ def fit_linear_classifier(X, y, alpha=0.01, max_iter=100, tol=1e-10):
     s_i = 2 y_i - 1, the objective of scikit-learn's
     ``SGDClassifier(loss="log_loss", alpha=alpha)`` (the intercept is not
     penalised).  Damped Newton steps (backtracking on the objective; the
-    Hessian solved through an n x n system) instead of SGD: the objective is strictly convex in w, so the fit is deterministic
+    Hessian solved through an n x n system) instead of SGD: the objective is
+    strictly convex in w, so the fit is deterministic
     and reaches the minimum to rounding error in a few dozen steps; it stops
     when the gradient norm falls below ``tol`` or after ``max_iter`` steps.
     Inputs: X (n, d) float; y (n,) of 0/1.  Returns (w (d,), b) in float64.

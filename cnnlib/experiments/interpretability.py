@@ -147,8 +147,9 @@ def plot_tcav(rows, layers, classes, concepts_order):
         for ci, c in enumerate(concepts_order + ["random (null)"]):
             means, stds, stars = [], [], []
             for cls in classes:
-                r = next(r["result"] for r in rows if r["layer"] == lname and r["cls"] == cls
-                         and (r["concept"] == c or (c == "random (null)" and r["concept"] == concepts_order[0])))
+                want = concepts_order[0] if c == "random (null)" else c   # every row holds the null
+                r = next(r["result"] for r in rows
+                         if r["layer"] == lname and r["cls"] == cls and r["concept"] == want)
                 s = r.null_scores if c == "random (null)" else r.scores
                 means.append(s.mean())
                 stds.append(s.std(ddof=1))
