@@ -19,10 +19,15 @@
 * :mod:`~cnnlib.analysis.uncertainty`: MC-dropout uncertainty (Part III,
   "Regularisation");
 * :mod:`~cnnlib.analysis.interpret`: feature maps, filters and occlusion
-  sensitivity (Part I, "Core ideas").
+  sensitivity (Part I, "Core ideas");
+* :mod:`~cnnlib.analysis.attribution`: integrated gradients, saliency,
+  gradient x input and baselines (Part IV, "Interpretability");
+* :mod:`~cnnlib.analysis.tcav`: concept activation vectors, TCAV scores and
+  their t-test against random concepts (Part IV, "Interpretability").
 """
 
 from . import (
+               attribution,
                border,
                connectivity,
                gradflow,
@@ -32,8 +37,9 @@ from . import (
                receptive,
                sharpness,
                summary,
+               tcav,
                uncertainty,
 )
 
 __all__ = ["receptive", "connectivity", "summary", "jacobian", "gradflow", "sharpness",
-           "invariance", "border", "uncertainty", "interpret"]
+           "invariance", "border", "uncertainty", "interpret", "attribution", "tcav"]

@@ -6,9 +6,11 @@
   on this machine.  Used by every chapter that trains or tests on digits.
 * :mod:`~cnnlib.data.transforms`: rotations and other perturbations of
   digits (Part III, "Regularisation").
+* :mod:`~cnnlib.data.concepts`: loops, stroke thickness and slant measured
+  from the pixels, for TCAV's concept sets (Part IV, "Interpretability").
 """
 
-from . import mnist, transforms
+from . import concepts, mnist, transforms
 from .mnist import DatasetError, load_mnist, mnist_available
 
-__all__ = ["mnist", "transforms", "load_mnist", "mnist_available", "DatasetError"]
+__all__ = ["mnist", "transforms", "concepts", "load_mnist", "mnist_available", "DatasetError"]

@@ -10,9 +10,11 @@
   decay on LeNet-5 (Part III, "Regularisation");
 * :mod:`~cnnlib.experiments.search`: DARTS, evolution and random search at a
   matched budget, and the found architectures retrained (Part IV,
-  "Architecture search").
+  "Architecture search");
+* :mod:`~cnnlib.experiments.interpretability`: IG's delta table, baselines,
+  TCAV over MNIST concepts (Part IV, "Interpretability").
 """
 
-from . import fc_vs_cnn, hyper, regularisation, scaling, search
+from . import fc_vs_cnn, hyper, interpretability, regularisation, scaling, search
 
-__all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation", "search"]
+__all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation", "search", "interpretability"]
