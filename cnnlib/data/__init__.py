@@ -6,9 +6,13 @@
   on this machine.  Used by every chapter that trains or tests on digits.
 * :mod:`~cnnlib.data.transforms`: rotations and other perturbations of
   digits (Part III, "Regularisation").
+* :mod:`~cnnlib.data.cluttered`: translated, cluttered digits on a larger
+  canvas (Part IV, "Attention").
 """
 
-from . import mnist, transforms
+from . import cluttered, mnist, transforms
+from .cluttered import cluttered_mnist
 from .mnist import DatasetError, load_mnist, mnist_available
 
-__all__ = ["mnist", "transforms", "load_mnist", "mnist_available", "DatasetError"]
+__all__ = ["mnist", "transforms", "cluttered", "cluttered_mnist", "load_mnist", "mnist_available",
+           "DatasetError"]

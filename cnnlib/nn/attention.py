@@ -276,6 +276,14 @@ class NonLocal2d(Module):
         grad_x += self.g.backward(grad_v.transpose(0, 2, 1).reshape(n, ci, *pooled))
         return grad_x
 
+    def own_macs(self, output_shape):
+        """Multiply-accumulates per example of the two batched products (Q K and A V):
+        2 * L * M * C' for an output of shape (C, H, W); the 1x1 convolutions are
+        counted by :func:`cnnlib.analysis.summary.summary` as layers of their own."""
+        _, h, w = output_shape
+        m = (h // 2) * (w // 2) if self.sub_sample else h * w
+        return 2 * h * w * m * self.inter_channels
+
     def extra_repr(self):
         return (f"{self.in_channels}, inter_channels={self.inter_channels}, mode={self.mode!r}, "
                 f"sub_sample={self.sub_sample}, bn_layer={self.bn_layer}")

@@ -18,7 +18,7 @@ from numba import njit, prange
 from .._validate import _is_int, check_bool, check_float_array, check_indices, check_same_dtype, check_shape
 from .pool import scatter_to_indices
 
-__all__ = ["adaptive_bins", "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
+__all__ = ["adaptive_bins", "adaptive_output_size", "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
            "adaptive_max_pool2d", "adaptive_max_pool2d_backward"]
 
 
@@ -37,14 +37,15 @@ def adaptive_bins(size, output_size):
     return start, end
 
 
-def _output_size(x, output_size):
+def adaptive_output_size(output_size, height, width):
     """``output_size`` (an int, or a pair of ints or None: None keeps the
-    input's size, as in torch) as a pair of positive ints."""
+    input's size, as in torch) for an input of ``height`` x ``width``, as a
+    pair of positive ints; raises TypeError / ValueError otherwise."""
     if _is_int(output_size):
         pr = (output_size, output_size)
     elif isinstance(output_size, (tuple, list)) and len(output_size) == 2 and all(
             v is None or _is_int(v) for v in output_size):
-        pr = tuple(x.shape[2 + k] if v is None else v for k, v in enumerate(output_size))
+        pr = tuple(size if v is None else v for v, size in zip(output_size, (height, width)))
     else:
         raise TypeError(f"output_size must be an int or a pair of ints (or None), got {output_size!r}")
     if min(pr) < 1:
@@ -56,7 +57,7 @@ def _settings(input, output_size):
     x = check_float_array(input, "input", ndim=4)
     if x.shape[2] < 1 or x.shape[3] < 1:
         raise ValueError(f"input must have non-empty height and width, got shape {x.shape}")
-    ho, wo = _output_size(x, output_size)
+    ho, wo = adaptive_output_size(output_size, x.shape[2], x.shape[3])
     rs, re = adaptive_bins(x.shape[2], ho)
     cs, ce = adaptive_bins(x.shape[3], wo)
     return x, ho, wo, rs, re, cs, ce
