@@ -143,3 +143,23 @@ def test_cluttered_data_is_seeded_and_a_short_training_runs():
     assert r1["train_loss"] == r2["train_loss"] and r1["test_accuracy"] == r2["test_accuracy"]
     assert r1["parameters"] == sum(p.size for p in m1.parameters())
     assert r1["macs"] > 0
+
+
+def test_frame_ratio():
+    maps = np.ones((2, 9, 9))
+    np.testing.assert_allclose(A.frame_ratio(maps, [[0, 0], [8, 4]]), 1)
+    inside = np.zeros((1, 9, 9))
+    inside[0, :7, :7] = 1  # exactly the frame at corner (0, 0): 28 pixels = 7 cells of 4
+    np.testing.assert_allclose(A.frame_ratio(inside, [[0, 0]]), 36 ** 2 / 28 ** 2)
+    with pytest.raises(ValueError, match="dividing"):
+        A.frame_ratio(np.ones((1, 5, 5)), [[0, 0]])
+    with pytest.raises(ValueError, match="corners"):
+        A.frame_ratio(maps, [[0, 0]])
+
+
+def test_non_local_row_on_grid_keeps_the_weights():
+    images = np.random.default_rng(5).integers(0, 256, (2, 36, 36)).astype(np.uint8)
+    maps = A.attention_maps(A.attention_cnn("nonlocal", rng=1), images)
+    assert maps["row_on_grid"].shape == (2, 9, 9)
+    np.testing.assert_allclose(maps["row_on_grid"].sum(axis=(1, 2)), 1, rtol=1e-5)
+    assert np.all(maps["row_on_grid"][:, 8] == 0) and np.all(maps["row_on_grid"][:, :, 8] == 0)

@@ -27,7 +27,8 @@ from ..models.zoo import MNIST_MEAN, MNIST_STD
 from ..training.loop import accuracy, fit_cosine_sgd
 
 __all__ = ["BLOCKS", "AttentionCNN", "attention_cnn", "cluttered_data", "train_attention_model",
-           "attention_maps", "non_local_by_hand", "plot_cluttered_examples", "plot_attention_maps"]
+           "attention_maps", "frame_ratio", "non_local_by_hand", "plot_cluttered_examples",
+           "plot_attention_maps", "plot_channel_weights"]
 
 BLOCKS = ("none", "se", "cbam", "nonlocal")
 
@@ -146,7 +147,10 @@ def attention_maps(model, images, query=None):
     position ``query`` = (row, column) on the block's h x w grid, reshaped to
     the key grid (N, h', w'), under ``"row"`` (by default the position of
     each image's largest mean activation entering the block, also returned as
-    ``"query"`` (N, 2)). Also ``"logits"`` (N, 10).
+    ``"query"`` (N, 2)), and the same row drawn on the h x w grid under
+    ``"row_on_grid"`` (with sub-sampling each key covers 2 x 2 cells and gets
+    a quarter of its weight in each; an odd last row or column, which no key
+    covers, gets 0). Also ``"logits"`` (N, 10).
     """
     if not isinstance(model, AttentionCNN) or model.block is None:
         raise ValueError("model must be an AttentionCNN with a block ('se', 'cbam' or 'nonlocal')")
@@ -169,7 +173,34 @@ def attention_maps(model, images, query=None):
     a = block.last_attention  # (N, h*w, M)
     kh, kw = (h // 2, w // 2) if block.sub_sample else (h, w)
     rows = a[np.arange(n), queries[:, 0] * w + queries[:, 1]].reshape(n, kh, kw)
-    return {"row": rows, "query": queries, "logits": logits}
+    if block.sub_sample:
+        grid = np.zeros((n, h, w), dtype=rows.dtype)
+        grid[:, :2 * kh, :2 * kw] = np.repeat(np.repeat(rows, 2, axis=1), 2, axis=2) / 4
+    else:
+        grid = rows
+    return {"row": rows, "row_on_grid": grid, "query": queries, "logits": logits}
+
+
+def frame_ratio(maps, corners, size=36, frame=28):
+    """How much a map favours the digit: its mean inside the digit's frame over its mean on the canvas.
+
+    ``maps`` (N, h, w) on a grid that divides the ``size`` x ``size`` canvas
+    (each cell stretched to size / h pixels), ``corners`` (N, 2) the digits'
+    top-left pixels (from :func:`cluttered_mnist`), ``frame`` the digit's
+    side. Returns an array (N,): 1 for a map that ignores position, up to
+    size^2 / frame^2 for a map that is zero outside the frame.
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim != 3 or size % maps.shape[1] or size % maps.shape[2]:
+        raise ValueError(f"maps must be (N, h, w) with h, w dividing size={size}, got shape {maps.shape}")
+    corners = np.asarray(corners)
+    if corners.shape != (len(maps), 2):
+        raise ValueError(f"corners must have shape ({len(maps)}, 2), got {corners.shape}")
+    up = np.repeat(np.repeat(maps, size // maps.shape[1], axis=1), size // maps.shape[2], axis=2)
+    out = np.empty(len(maps))
+    for i, (r, c) in enumerate(corners):
+        out[i] = up[i, r:r + frame, c:c + frame].mean() / up[i].mean()
+    return out
 
 
 def non_local_by_hand(block, x):
@@ -221,6 +252,20 @@ def plot_cluttered_examples(images, labels, corners=None, ncols=8, scale=1.3):
         if corners is not None:
             r, c = corners[i]
             ax.add_patch(Rectangle((c - 0.5, r - 0.5), 28, 28, fill=False, ec="tab:red", lw=0.8))
+    fig.tight_layout()
+    return fig
+
+
+def plot_channel_weights(weights, labels, title="SE channel weights"):
+    """The channel weights (N, C) of N images as an image (rows: images, labelled by class)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(0.3 * weights.shape[1] + 1.5, 0.3 * len(weights) + 1.2))
+    im = ax.imshow(weights, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_yticks(range(len(weights)), [f"digit {v}" for v in labels], fontsize=8)
+    ax.set_xlabel("channel")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.05)
     fig.tight_layout()
     return fig
 
