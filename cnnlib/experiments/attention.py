@@ -94,7 +94,7 @@ def attention_cnn(block="none", *, dtype=np.float32, rng=None):
     return AttentionCNN(block, dtype=dtype, rng=rng)
 
 
-def cluttered_data(n_train=3000, n_test=1000, size=36, n_clutter=3, patch=8, seed=0, data_dir=None):
+def cluttered_data(n_train=2000, n_test=1000, size=36, n_clutter=3, patch=8, seed=0, data_dir=None):
     """Cluttered digits from the first MNIST training and test images.
 
     The training canvases are made from the first ``n_train`` training digits
