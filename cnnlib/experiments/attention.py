@@ -90,7 +90,7 @@ class AttentionCNN(nn.Sequential):
 
 
 def attention_cnn(block="none", *, dtype=np.float32, rng=None):
-    """An :class:`AttentionCNN` with the given block (one of :data:`BLOCKS`)."""
+    """An :class:`AttentionCNN` with the given block (one of ``BLOCKS``)."""
     return AttentionCNN(block, dtype=dtype, rng=rng)
 
 
@@ -191,7 +191,7 @@ def frame_ratio(maps, corners, size=36, frame=28):
 
     ``maps`` (N, h, w) on a grid that divides the ``size`` x ``size`` canvas
     (each cell stretched to size / h pixels), ``corners`` (N, 2) the digits'
-    top-left pixels (from :func:`cluttered_mnist`), ``frame`` the digit's
+    top-left pixels (from :func:`cnnlib.data.cluttered.cluttered_mnist`), ``frame`` the digit's
     side. Returns an array (N,): 1 for a map that ignores position, up to
     size^2 / frame^2 for a map that is zero outside the frame.
     """

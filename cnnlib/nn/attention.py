@@ -183,12 +183,12 @@ class NonLocal2d(Module):
     """Non-local block (Wang et al. 2018): self-attention over the positions of a feature map.
 
     With theta, phi, g 1x1 convolutions (C -> C', biases; C' =
-    ``inter_channels``, by default C // 2 and at least 1) and L = H*W:
+    ``inter_channels``, by default C // 2 and at least 1) and L = H*W::
 
         Q = theta(x) as (N, L, C'),  K = phi(x) as (N, C', M),  V = g(x) as (N, M, C')
-        f = Q K  (N, L, M),   A = softmax(f) over the M keys ("embedded_gaussian")
-                                 or f / M ("dot_product"),
-        y = A V  (N, L, C') reshaped to (N, C', H, W),   z = W(y) + x.
+        f = Q K  (N, L, M),  A = softmax(f) over the M keys ("embedded_gaussian")
+                             or A = f / M ("dot_product")
+        y = A V  (N, L, C') reshaped to (N, C', H, W),  z = W(y) + x
 
     With ``sub_sample`` (the default, as in the reference code) phi and g are
     followed by a 2x2 max pooling, so M = floor(H/2) * floor(W/2); otherwise
