@@ -34,6 +34,10 @@ from .ops.loss import (
 )
 from .ops.norm import batch_norm, batch_norm_backward, local_response_norm, local_response_norm_backward
 from .ops.pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward, pool_output_size
+# Attention (Part IV): adaptive pooling and the batched matrix product
+from .ops.adaptive_pool import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward, adaptive_bins,
+                                adaptive_max_pool2d, adaptive_max_pool2d_backward)
+from .ops.matmul import bmm, bmm_backward
 # Part IV, "Architecture search": the Gumbel-softmax relaxation
 from .ops.sampling import gumbel_softmax, gumbel_softmax_backward, sample_gumbel
 from .ops.pool_variants import (
@@ -59,5 +63,8 @@ __all__ = [
     "local_response_norm", "local_response_norm_backward", "batch_norm", "batch_norm_backward",
     "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
     "cross_entropy", "cross_entropy_backward",
+    # Attention (Part IV)
+    "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
+    "adaptive_max_pool2d_backward", "adaptive_bins", "bmm", "bmm_backward",
     "gumbel_softmax", "gumbel_softmax_backward", "sample_gumbel",
 ]

@@ -60,7 +60,13 @@ def count_parameters(model):
 
 
 def _macs(module, output_shape):
-    """Multiply-accumulates per example of a Conv2d or Linear producing ``output_shape``."""
+    """Multiply-accumulates per example of a Conv2d or Linear producing ``output_shape``,
+    or of a module that counts its own (an ``own_macs(output_shape)`` method, for work
+    its sub-modules do not do, such as the batched products of
+    :class:`cnnlib.nn.NonLocal2d`)."""
+    own_macs = getattr(module, "own_macs", None)
+    if callable(own_macs):
+        return int(own_macs(output_shape))
     if isinstance(module, Conv2d):
         c_per_group, kh, kw = module.weight.shape[1:]
         return math.prod(output_shape) * c_per_group * kh * kw
@@ -85,7 +91,10 @@ def summary(model, input_shape):
     they first ran; the parameters of a row are the module's own, so the rows
     add up to ``total_parameters``. MACs of a convolution:
     prod(output shape) * C_in/groups * kH * kW; of a linear layer:
-    prod(output shape) * in_features.
+    prod(output shape) * in_features; a module with an ``own_macs(output_shape)``
+    method (a container doing work of its own, like the two batched matrix
+    products of :class:`cnnlib.nn.NonLocal2d`) gets a row with that count.
+    Element-wise work (activations, the gates' products) is not counted.
 
     Inputs:
     - model: a ``cnnlib.nn.Module`` (``Sequential``, a block, any container)
@@ -132,10 +141,10 @@ def summary(model, input_shape):
     rows = []
     for name, m in modules:
         own = sum(p.size for p in m.parameters(recurse=False))
-        if next(m.children(), None) is not None and not own:
-            continue  # a container: its children have the rows
         shape = shapes.get(id(m))
         macs = _macs(m, shape) if shape is not None else 0
+        if next(m.children(), None) is not None and not own and not macs:
+            continue  # a container: its children have the rows
         row = LayerRow(name, type(m).__name__, shape, int(own), int(macs))
         rows.append((order.get(id(m), len(order)), row))
     rows = [row for _, row in sorted(rows, key=lambda item: item[0])]

@@ -6,11 +6,15 @@
   on this machine.  Used by every chapter that trains or tests on digits.
 * :mod:`~cnnlib.data.transforms`: rotations and other perturbations of
   digits (Part III, "Regularisation").
+* :mod:`~cnnlib.data.cluttered`: translated, cluttered digits on a larger
+  canvas (Part IV, "Attention");
 * :mod:`~cnnlib.data.concepts`: loops, stroke thickness and slant measured
   from the pixels, for TCAV's concept sets (Part IV, "Interpretability").
 """
 
-from . import concepts, mnist, transforms
+from . import cluttered, concepts, mnist, transforms
+from .cluttered import cluttered_mnist
 from .mnist import DatasetError, load_mnist, mnist_available
 
-__all__ = ["mnist", "transforms", "concepts", "load_mnist", "mnist_available", "DatasetError"]
+__all__ = ["mnist", "transforms", "cluttered", "concepts", "cluttered_mnist", "load_mnist",
+           "mnist_available", "DatasetError"]

@@ -4,6 +4,8 @@ See :mod:`cnnlib.nn.module` for how to write a new layer.
 """
 
 from . import init
+from .adaptive_pool import AdaptiveAvgPool2d, AdaptiveMaxPool2d
+from .attention import CBAM, NonLocal2d, SqueezeExcitation
 from .blocks import PlainBlock, ResidualBlock
 from .conv_layers import DepthwiseSeparableConv2d
 from .dropout import Dropout, Dropout2d
@@ -18,4 +20,5 @@ __all__ = [
     "CrossEntropyLoss", "init",
     "FractionalMaxPool2d", "StochasticPool2d", "DepthwiseSeparableConv2d",
     "LocalResponseNorm", "BatchNorm2d", "ResidualBlock", "PlainBlock", "Dropout", "Dropout2d",
+    "SqueezeExcitation", "CBAM", "NonLocal2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
 ]
