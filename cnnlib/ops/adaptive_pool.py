@@ -17,6 +17,7 @@ from numba import njit, prange
 
 from .._validate import _is_int, check_bool, check_float_array, check_indices, check_same_dtype, check_shape
 from .pool import scatter_to_indices
+from .pool_variants import _fractional_forward
 
 __all__ = ["adaptive_bins", "adaptive_output_size", "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
            "adaptive_max_pool2d", "adaptive_max_pool2d_backward"]
@@ -105,30 +106,14 @@ def _adaptive_avg(x, gy, forward, rs, re, cs, ce):
     return out
 
 
-@njit(parallel=True, cache=True)
 def _adaptive_max(x, rs, re, cs, ce):
-    """Bin maxima and the flat index ``row * W + column`` of each bin's winner:
-    the first maximum; a NaN always wins, so the last NaN does (PyTorch's rule)."""
-    n_, c_, h, w = x.shape
-    ho, wo = rs.size, cs.size
-    y = np.empty((n_, c_, ho, wo), dtype=x.dtype)
-    idx = np.empty((n_, c_, ho, wo), dtype=np.int64)
-    for nc in prange(n_ * c_):
-        n = nc // c_
-        c = nc % c_
-        for i in range(ho):
-            for j in range(wo):
-                best = x.dtype.type(-np.inf)
-                arg = rs[i] * w + cs[j]
-                for r in range(rs[i], re[i]):
-                    for col in range(cs[j], ce[j]):
-                        v = x[n, c, r, col]
-                        if v > best or np.isnan(v):
-                            best = v
-                            arg = r * w + col
-                y[n, c, i, j] = best
-                idx[n, c, i, j] = arg
-    return y, idx
+    """Bin maxima and the flat index ``row * W + column`` of each bin's winner
+    (the first maximum; a NaN always wins, so the last NaN does: PyTorch's
+    rule).  Adaptive bins are fractional max pooling's interval windows with
+    the same intervals for every plane, so its kernel does the work."""
+    planes = x.shape[0] * x.shape[1]
+    h0, h1, w0, w1 = (np.ascontiguousarray(np.broadcast_to(v, (planes, v.size))) for v in (rs, re, cs, ce))
+    return _fractional_forward(x, h0, h1, w0, w1)
 
 
 # ----------------------------------------------------------------------------

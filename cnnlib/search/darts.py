@@ -256,6 +256,13 @@ def _global_avg_pool(x):
     return x.mean(axis=(2, 3))
 
 
+def _stem(in_channels, c_stem, stride, dtype, rng):
+    """3x3 convolution (no bias) and batch norm: the stem of the supernet and of its retrained cells."""
+    return nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, stride=stride, padding=1, bias=False,
+                                   dtype=dtype, rng=rng),
+                         nn.BatchNorm2d(c_stem, dtype=dtype))
+
+
 class Network(nn.Module):
     """The DARTS supernet: stem, ``layers`` normal cells, global average pooling, linear classifier.
 
@@ -283,10 +290,7 @@ class Network(nn.Module):
         rng = get_rng(rng)
         self._rng = rng
         c_stem = stem_multiplier * c
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_stem, 3, stride=stem_stride, padding=1, bias=False, dtype=dtype,
-                      rng=rng),
-            nn.BatchNorm2d(c_stem, dtype=dtype))
+        self.stem = _stem(in_channels, c_stem, stem_stride, dtype, rng)
         c_pp, c_p = c_stem, c_stem
         for k in range(self.layers):
             setattr(self, f"cell{k}", Cell(self.steps, c_pp, c_p, c, self.primitives, dtype=dtype, rng=rng))
@@ -472,10 +476,7 @@ class GenotypeNetwork(Network):
         self.layers = check_count(layers, "layers")
         rng = get_rng(rng)
         c_stem = stem_multiplier * c
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_stem, 3, stride=stem_stride, padding=1, bias=False, dtype=dtype,
-                      rng=rng),
-            nn.BatchNorm2d(c_stem, dtype=dtype))
+        self.stem = _stem(in_channels, c_stem, stem_stride, dtype, rng)
         c_pp, c_p = c_stem, c_stem
         for k in range(self.layers):
             cell = DiscreteCell(geno, c_pp, c_p, c, dtype=dtype, rng=rng)
