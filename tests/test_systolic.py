@@ -318,3 +318,19 @@ def test_counts_against_scalesim(tmp_path, layer, rows, cols, dataflow):
         # `ofmap_writes +=` after padding the fold, adds rows + cols per fold: a stray count
         ofmap_writes -= ours.folds * (rows + cols)
     assert ofmap_writes == ours.reads["ofmap"]
+
+
+def test_chapter_drivers():
+    from cnnlib.experiments import hardware as E
+    from cnnlib.models.zoo import lenet5
+
+    shapes = E.gemm_shapes(lenet5(), (1, 28, 28))
+    assert shapes == [("conv1", (784, 25, 6)), ("conv2", (100, 150, 16)), ("fc1", (1, 400, 120)),
+                      ("fc2", (1, 120, 84)), ("fc3", (1, 84, 10))]
+    rows = E.utilisation_table(shapes[:2], [(8, 8)])
+    assert len(rows) == 6 and rows[0]["cycles"] == SystolicArray(8, 8, "os").run(784, 25, 6).cycles
+    best = E.best_dataflows(rows)
+    assert best[("conv1", "8x8")] == min(rows[:3], key=lambda r: r["cycles"])["dataflow"]
+    assert "conv2" in E.format_table(rows)
+    with pytest.raises(ValueError, match="name"):
+        E.sweep_settings("IR drop", 1)
