@@ -19,7 +19,8 @@ __all__ = ["gemm_shapes", "VGG16_CONV3_2", "utilisation_table", "format_table", 
            "plot_utilisation", "SWEEPS", "sweep_settings", "crossbar_accuracy", "crossbar_sweeps",
            "plot_crossbar_sweeps"]
 
-# VGG-16's conv3_2 (Simonyan & Zisserman 2015): 56x56x256 -> 256 channels, 3x3, padding 1.
+#: The (name, (N, K, M)) of VGG-16's conv3_2 (Simonyan and Zisserman 2015), 56x56x256 to 256
+#: channels, 3x3, padding 1.
 VGG16_CONV3_2 = ("VGG-16 conv3_2", conv_gemm_shape((256, 56, 56), 256, 3, padding=1))
 
 
@@ -47,7 +48,7 @@ def gemm_shapes(model, input_shape):
 
 
 def utilisation_table(layers, arrays, dataflows=DATAFLOWS):
-    """One dict per (layer, array, dataflow): the closed-form :class:`~cnnlib.hardware.SystolicRun`'s numbers.
+    """One dict per (layer, array, dataflow): the closed-form :class:`~cnnlib.hardware.systolic.SystolicRun`'s numbers.
 
     layers: [(name, (N, K, M))]; arrays: [(rows, cols)].  Keys: layer,
     array, dataflow, folds, cycles, mapping_efficiency, utilisation, reads.
@@ -121,7 +122,7 @@ def plot_utilisation(rows, dataflow=None):
     return fig
 
 
-# The non-idealities of the chapter, each switched on alone (everything else ideal).
+#: The non-idealities of the chapter and their values, each switched on alone (everything else ideal).
 SWEEPS = {
     "DAC bits": [2, 3, 4, 7],
     "ADC bits": [3, 4, 5, 9],
@@ -129,6 +130,7 @@ SWEEPS = {
     "output noise": [0.06, 0.25, 0.5, 1.0],
     "programming noise scale": [1.0, 2.0, 4.0, 8.0],
 }
+#: The sweeps whose non-ideality is random (run with several seeds).
 RANDOM_SWEEPS = ("output noise", "programming noise scale")
 
 

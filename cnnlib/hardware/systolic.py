@@ -44,6 +44,7 @@ from .._validate import _is_int, check_count, pair
 __all__ = ["DATAFLOWS", "SystolicRun", "SystolicArray", "fold_cycles", "gemm_dims", "im2col",
            "conv_gemm_shape"]
 
+#: The three dataflows, output, weight and input stationary.
 DATAFLOWS = ("os", "ws", "is")
 
 

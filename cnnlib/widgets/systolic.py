@@ -1,6 +1,6 @@
 """Systolic-array widget: the operand wavefront moving through the PEs, cycle by cycle.
 
-The computation is :meth:`cnnlib.hardware.SystolicArray.state` (the registers
+The computation is :meth:`cnnlib.hardware.systolic.SystolicArray.state` (the registers
 of every PE after a given cycle); the figures only draw it.
 
 * :func:`draw_state`: one cycle on one axis (active PEs coloured, register values written);
