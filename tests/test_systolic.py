@@ -305,7 +305,8 @@ SCALESIM_LAYERS = {  # (N, K, M) of im2col products
 @pytest.mark.parametrize("rows, cols", [(8, 8), (4, 16), (32, 32)])
 @pytest.mark.parametrize("layer", list(SCALESIM_LAYERS))
 def test_counts_against_scalesim(tmp_path, layer, rows, cols, dataflow):
-    pytest.importorskip("scalesim", reason="scalesim (pip install scalesim==3.0.0) runs SCALE-Sim's compute model")
+    pytest.importorskip("scalesim",
+                        reason="scalesim (pip install scalesim==3.0.0) runs SCALE-Sim's compute model")
     n, k, m = SCALESIM_LAYERS[layer]
     ours = SystolicArray(rows, cols, dataflow).run(n, k, m)
     cycles, efficiency, ifmap_reads, filter_reads, ofmap_writes = scalesim_compute(

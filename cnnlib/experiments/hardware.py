@@ -48,7 +48,8 @@ def gemm_shapes(model, input_shape):
 
 
 def utilisation_table(layers, arrays, dataflows=DATAFLOWS):
-    """One dict per (layer, array, dataflow): the closed-form :class:`~cnnlib.hardware.systolic.SystolicRun`'s numbers.
+    """One dict per (layer, array, dataflow): the numbers of the closed-form
+    :class:`~cnnlib.hardware.systolic.SystolicRun`.
 
     layers: [(name, (N, K, M))]; arrays: [(rows, cols)].  Keys: layer,
     array, dataflow, folds, cycles, mapping_efficiency, utilisation, reads.
@@ -180,6 +181,7 @@ def plot_crossbar_sweeps(results, digital):
 
     names = [n for n in results if n != "aihwkit defaults"]
     fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.0), sharey=True)
+    lowest = min(results[name][1].min() for name in names)
     for ax, name in zip(np.atleast_1d(axes), names):
         values, acc = results[name]
         xs = np.arange(len(values))
@@ -189,7 +191,7 @@ def plot_crossbar_sweeps(results, digital):
         ax.axhline(digital, color="0.5", ls="--", lw=1)
         ax.set_xticks(xs, [str(v) for v in values])
         ax.set_xlabel(name)
-        ax.set_ylim(max(0.0, acc.min() - 0.05), 1.0)
+    np.atleast_1d(axes)[0].set_ylim(max(0.0, lowest - 0.05), 1.02)
     np.atleast_1d(axes)[0].set_ylabel("test accuracy")
     fig.suptitle("LeNet-5 on crossbars, one non-ideality at a time (dashed: digital)", fontsize=10)
     fig.tight_layout()
