@@ -12,9 +12,11 @@
   matched budget, and the found architectures retrained (Part IV,
   "Architecture search");
 * :mod:`~cnnlib.experiments.interpretability`: IG's delta table, baselines,
-  TCAV over MNIST concepts (Part IV, "Interpretability").
+  TCAV over MNIST concepts (Part IV, "Interpretability");
+* :mod:`~cnnlib.experiments.hardware`: layers mapped onto systolic arrays,
+  LeNet-5 through analog crossbars (Part V, "Accelerators").
 """
 
-from . import fc_vs_cnn, hyper, interpretability, regularisation, scaling, search
+from . import fc_vs_cnn, hardware, hyper, interpretability, regularisation, scaling, search
 
-__all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation", "search", "interpretability"]
+__all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation", "search", "interpretability", "hardware"]
