@@ -16,6 +16,8 @@ to a wing above it in this list:
   (``python -m cnnlib.training``), mixed precision, checkpointing, parallelism;
 * ``cnnlib.analysis``: measuring a network (receptive fields, summaries,
   Jacobians, gradient flow, sharpness, invariance, uncertainty, ...);
+* ``cnnlib.quant``: quantisation (the affine map, integer-only inference,
+  low-bit weights, quantisation-aware training, distillation);
 * ``cnnlib.experiments``: the chapters' experiment drivers;
 * ``cnnlib.widgets``: one module per interactive widget (imported on use);
 * ``cnnlib.checks``, ``cnnlib.plotting``, ``cnnlib.bench``: the chapters'
@@ -40,12 +42,12 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 # The wings, in the order of dependence.
 from . import functional, nn, optim  # noqa: E402, I001
 from . import data, models, training  # noqa: E402
-from . import analysis, experiments  # noqa: E402
+from . import analysis, quant, experiments  # noqa: E402
 from . import checks  # noqa: E402
 from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
-    "functional", "nn", "optim", "data", "models", "training", "analysis", "experiments",
+    "functional", "nn", "optim", "data", "models", "training", "analysis", "quant", "experiments",
     "checks", "manual_seed",
 ]

@@ -7,9 +7,11 @@
 * :mod:`~cnnlib.experiments.hyper`: batch-size sweeps, linear scaling with
   warm-up, sharpness vs batch size (Part III, "Hyper-parameters");
 * :mod:`~cnnlib.experiments.regularisation`: dropout, L2 vs decoupled weight
-  decay on LeNet-5 (Part III, "Regularisation").
+  decay on LeNet-5 (Part III, "Regularisation");
+* :mod:`~cnnlib.experiments.quantisation`: post-training quantisation against bit
+  width, quantisation-aware training, distillation quantisation (Part V, "Quantisation").
 """
 
-from . import fc_vs_cnn, hyper, regularisation, scaling
+from . import fc_vs_cnn, hyper, quantisation, regularisation, scaling
 
-__all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation"]
+__all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation", "quantisation"]
