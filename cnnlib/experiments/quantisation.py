@@ -12,14 +12,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .. import quant
-from .._random import get_rng
 from .._validate import check_count, check_float_array
-from ..models import zoo
 from ..quant import qat
 from ..training.loop import accuracy
 
 __all__ = ["BITS", "affine_map", "plot_affine_map", "ptq_accuracy", "qat_accuracy",
-           "distillation_accuracy", "plot_accuracy_vs_bits", "plot_weight_grid"]
+           "plot_accuracy_vs_bits", "plot_weight_grid"]
 
 BITS = (8, 6, 4, 3, 2)
 
@@ -70,37 +68,26 @@ def ptq_accuracy(model, images, labels, bits=BITS):
 
 
 def qat_accuracy(model, train_images, train_labels, test_images, test_labels, bits, per_channel=True,
-                 steps=200, batch_size=64, lr=0.01, seed=0):
-    """Quantisation-aware training: fine-tune the b-bit fake-quantised copy of ``model``
-    for ``steps`` SGD steps (straight-through gradients), then the test accuracy.
+                 steps=100, batch_size=64, lr=0.01, seed=0, teacher=None, temperature=4.0, alpha=0.9):
+    """Quantisation-aware training: fine-tune the b-bit fake-quantised copy of ``model`` for
+    ``steps`` SGD steps (straight-through gradients), then its test accuracy.
+
+    With ``teacher`` (a float LeNet-5) the loss is the distillation loss on the teacher's
+    softened outputs (:func:`cnnlib.quant.distillation_loss`, ``temperature``, ``alpha``):
+    distillation quantisation (Polino et al. 2018); without it, cross-entropy on the labels.
+    Same seed, same batches: the two differ only in the loss.
 
     Returns (accuracy, the trained quantised model).
     """
     q = qat.quantize_weights(model, bits, per_channel)
     x = model.preprocess(train_images)
-    qat.train_steps(q, x, train_labels, steps, batch_size=batch_size, lr=lr, rng=seed)
-    return accuracy(q, test_images, test_labels), q
-
-
-def distillation_accuracy(teacher, train_images, train_labels, test_images, test_labels, bits,
-                          steps=300, batch_size=64, lr=0.05, temperature=4.0, alpha=0.9, seed=0,
-                          distil=True):
-    """Distillation quantisation (Polino et al. 2018): a b-bit LeNet-5 student trained from a
-    fresh initialisation (seeded) for ``steps`` steps, on the teacher's softened outputs
-    (``distil=True``, :func:`cnnlib.quant.distillation_loss`) or on the labels alone.
-
-    Returns the student's test accuracy.
-    """
-    rng = get_rng(seed)
-    student = qat.quantize_weights(zoo.lenet5(rng=rng), bits, per_channel=True)
-    x = teacher.preprocess(train_images)
     teacher_logits = None
-    if distil:
+    if teacher is not None:
         teacher.eval()
         teacher_logits = np.concatenate([teacher.forward(x[i:i + 1000]) for i in range(0, len(x), 1000)])
-    qat.train_steps(student, x, train_labels, steps, batch_size=batch_size, lr=lr,
-                    teacher_logits=teacher_logits, temperature=temperature, alpha=alpha, rng=rng)
-    return accuracy(student, test_images, test_labels)
+    qat.train_steps(q, x, train_labels, steps, batch_size=batch_size, lr=lr, rng=seed,
+                    teacher_logits=teacher_logits, temperature=temperature, alpha=alpha)
+    return accuracy(q, test_images, test_labels), q
 
 
 def plot_accuracy_vs_bits(ptq, float_accuracy, qat_results=None):
