@@ -22,6 +22,7 @@ See the quantisation chapter (5.2).
 import numpy as np
 from numba import njit, prange
 
+from .. import functional as F
 from .. import nn
 from ..models import zoo
 from .affine import choose_qparams, quantize_per_channel
@@ -324,7 +325,8 @@ def quantize_model(model, calibration_images):
     (:func:`choose_qparams` with ``symmetric=True``).  Biases: int32 with scale
     S_in S_w.  Activations: one (scale, zero point) per tensor in [-128, 127]
     from the min and max of each layer's (ReLU-ed) output over the
-    calibration images, run through the float model.
+    calibration images, run through the float model in float64 (so that the
+    ranges, rounded to float32, do not move with the BLAS kernel).
 
     Inputs:
     - model: a :class:`cnnlib.models.zoo.LeNet5` (any trained weights)
@@ -338,7 +340,9 @@ def quantize_model(model, calibration_images):
     x = model.preprocess(calibration_images)
     if len(x) == 0:
         raise ValueError("calibration_images must hold at least one image")
-    x = x.astype(np.float32)
+    # Calibrate in float64: the ranges, rounded to float32, then do not depend on the BLAS
+    # kernel or the thread count, so the integer model (and its accuracy) is reproducible.
+    x = x.astype(np.float64)
     in_q = (np.float32(1 / (255 * zoo.MNIST_STD)), int(round(255 * zoo.MNIST_MEAN)) - 128)
     layers = list(model)
     steps = []
@@ -348,7 +352,12 @@ def quantize_model(model, calibration_images):
         layer = layers[i]
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
             relu = i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU)
-            x = layer(x)
+            w64, b64 = layer.weight.data.astype(np.float64), layer.bias.data.astype(np.float64)
+            if isinstance(layer, nn.Conv2d):
+                x = F.conv2d(x, w64, b64, stride=layer.stride, padding=layer.padding,
+                             dilation=layer.dilation, groups=layer.groups)
+            else:
+                x = F.linear(x, w64, b64)
             if relu:
                 x = np.maximum(x, 0)
                 i += 1
