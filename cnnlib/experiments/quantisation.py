@@ -24,7 +24,7 @@ BITS = (8, 6, 4, 3, 2)
 
 def affine_map(x, bits, lo, hi):
     """The fake-quantised values and errors of ``x`` for a b-bit affine range
-    [lo, hi] (scale and zero point by :func:`cnnlib.quant.choose_qparams`).
+    [lo, hi] (scale and zero point by :func:`cnnlib.quant.affine.choose_qparams`).
 
     Returns (y, error, scale, zero_point) with y, error of x's shape.
     """
@@ -73,7 +73,7 @@ def qat_accuracy(model, train_images, train_labels, test_images, test_labels, bi
     ``steps`` SGD steps (straight-through gradients), then its test accuracy.
 
     With ``teacher`` (a float LeNet-5) the loss is the distillation loss on the teacher's
-    softened outputs (:func:`cnnlib.quant.distillation_loss`, ``temperature``, ``alpha``):
+    softened outputs (:func:`cnnlib.quant.qat.distillation_loss`, ``temperature``, ``alpha``):
     distillation quantisation (Polino et al. 2018); without it, cross-entropy on the labels.
     Same seed, same batches: the two differ only in the loss.
 

@@ -322,7 +322,7 @@ def quantize_model(model, calibration_images):
     """Turn a trained LeNet-5 into an :class:`IntegerLeNet5` (post-training, int8).
 
     Weights: symmetric int8 in [-127, 127], one scale per output channel
-    (:func:`choose_qparams` with ``symmetric=True``).  Biases: int32 with scale
+    (:func:`~cnnlib.quant.affine.choose_qparams` with ``symmetric=True``).  Biases: int32 with scale
     S_in S_w.  Activations: one (scale, zero point) per tensor in [-128, 127]
     from the min and max of each layer's (ReLU-ed) output over the
     calibration images, run through the float model in float64 (so that the

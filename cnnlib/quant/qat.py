@@ -4,7 +4,7 @@ distillation quantisation (Polino et al. 2018).
 
 Weights of b bits are symmetric, in [-(2^(b-1) - 1), 2^(b-1) - 1] (TFLite's
 restricted range: [-127, 127] for 8 bits, {-1, 0, 1} for 2 bits), with one
-scale per tensor or per output channel from :func:`choose_qparams`.  The
+scale per tensor or per output channel from :func:`~cnnlib.quant.affine.choose_qparams`.  The
 activations stay in floating point here: the bit width is that of the stored
 weights, which is what sets the model's size (the integer model of
 :mod:`cnnlib.quant.integer` quantises activations to 8 bits as well).  See the
