@@ -20,6 +20,8 @@ to a wing above it in this list:
   random search);
 * ``cnnlib.hardware``: accelerators: a systolic-array simulator and an
   analog in-memory-computing crossbar;
+* ``cnnlib.quant``: quantisation (the affine map, integer-only inference,
+  low-bit weights, quantisation-aware training, distillation);
 * ``cnnlib.experiments``: the chapters' experiment drivers;
 * ``cnnlib.widgets``: one module per interactive widget (imported on use);
 * ``cnnlib.checks``, ``cnnlib.plotting``, ``cnnlib.bench``: the chapters'
@@ -44,13 +46,13 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 # The wings, in the order of dependence.
 from . import functional, nn, optim  # noqa: E402, I001
 from . import data, models, training  # noqa: E402
-from . import analysis, search, hardware, experiments  # noqa: E402
+from . import analysis, search, hardware, quant, experiments  # noqa: E402
 from . import checks  # noqa: E402
 from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
     "functional", "nn", "optim", "data", "models", "training", "analysis", "search", "hardware",
-    "experiments",
+    "quant", "experiments",
     "checks", "manual_seed",
 ]

@@ -14,9 +14,12 @@
 * :mod:`~cnnlib.experiments.interpretability`: IG's delta table, baselines,
   TCAV over MNIST concepts (Part IV, "Interpretability");
 * :mod:`~cnnlib.experiments.hardware`: layers mapped onto systolic arrays,
-  LeNet-5 through analog crossbars (Part V, "Accelerators").
+  LeNet-5 through analog crossbars (Part V, "Accelerators");
+* :mod:`~cnnlib.experiments.quantisation`: post-training quantisation against bit
+  width, quantisation-aware training, distillation quantisation (Part V, "Quantisation").
 """
 
-from . import fc_vs_cnn, hardware, hyper, interpretability, regularisation, scaling, search
+from . import fc_vs_cnn, hardware, hyper, interpretability, quantisation, regularisation, scaling, search
 
-__all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation", "search", "interpretability", "hardware"]
+__all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation", "search", "interpretability", "hardware",
+           "quantisation"]
