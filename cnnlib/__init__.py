@@ -24,9 +24,9 @@ to a wing above it in this list:
   low-bit weights, quantisation-aware training, distillation);
 * ``cnnlib.experiments``: the chapters' experiment drivers;
 * ``cnnlib.widgets``: one module per interactive widget (imported on use);
-* ``cnnlib.checks``, ``cnnlib.plotting``, ``cnnlib.bench``: the chapters'
-  self-checks, shared figures, and the speed benchmark
-  (``python -m cnnlib.bench``).
+* ``cnnlib.tools``: the chapters' self-checks (``tools.checks``), shared
+  figures (``tools.plotting``) and the speed benchmark
+  (``python -m cnnlib.tools.bench``).
 
 Importing cnnlib compiles nothing: each Numba kernel is compiled (or loaded
 from its on-disk cache) the first time it runs.
@@ -47,12 +47,12 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 from . import functional, nn, optim  # noqa: E402, I001
 from . import data, models, training  # noqa: E402
 from . import analysis, search, hardware, quant, experiments  # noqa: E402
-from . import checks  # noqa: E402
+from . import tools  # noqa: E402
 from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
     "functional", "nn", "optim", "data", "models", "training", "analysis", "search", "hardware",
     "quant", "experiments",
-    "checks", "manual_seed",
+    "tools", "manual_seed",
 ]

@@ -1,4 +1,4 @@
-"""Timing helpers shared by the benchmark (:mod:`cnnlib.bench`) and the
+"""Timing helpers shared by the benchmark (:mod:`cnnlib.tools.bench`) and the
 from-scratch chapter's speed table (:func:`cnnlib.models.scratch.speed_table`).
 
 Private, like ``_validate``: any wing may use it.

@@ -1,4 +1,4 @@
-"""Tests for cnnlib.bench: its rows, its NumPy baseline and its command line.
+"""Tests for cnnlib.tools.bench: its rows, its NumPy baseline and its command line.
 
 Quick mode on the tiny cases only; no timing assertions (speed is what the
 benchmark prints, not what a test checks).
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlib import bench
+from cnnlib.tools import bench
 from cnnlib import functional as F
 
 FIELDS = {"case", "group", "pass", "cnnlib_ms", "numpy_ms", "torch_ms", "ratio_torch",
@@ -130,10 +130,10 @@ def test_flop_count():
 def test_command_line_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     # the same cnnlib as this process (installed or source tree): its Numba cache is warm
-    package_root = str(Path(bench.__file__).resolve().parents[1])
+    package_root = str(Path(bench.__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(
-        [sys.executable, "-m", "cnnlib.bench", "--quick", "--threads", "1",
+        [sys.executable, "-m", "cnnlib.tools.bench", "--quick", "--threads", "1",
          "--cases", "tiny-conv,tiny-pool", "--json", str(out)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

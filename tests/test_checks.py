@@ -1,11 +1,11 @@
-"""cnnlib.checks: the chapters' self-checks pass within tolerance and fail past it."""
+"""cnnlib.tools.checks: the chapters' self-checks pass within tolerance and fail past it."""
 
 import json
 
 import numpy as np
 import pytest
 
-from cnnlib.checks import CheckFailed, expect, self_check
+from cnnlib.tools.checks import CheckFailed, expect, self_check
 
 
 def test_expect_passes_inside_the_tolerance_and_fails_outside():

@@ -10,11 +10,10 @@ import cnnlib
 PACKAGE = Path(cnnlib.__file__).parent
 # The wings, in the order of dependence: a module may import from its own wing
 # and from wings before it, never from a wing after it.  The shared private
-# helpers (_validate, _random, _timing) come first; the tools (checks,
-# plotting, bench) last, beside the widgets.
+# helpers (_validate, _random, _timing) come first; the tools (self-checks,
+# shared figures, the benchmark) last, beside the widgets.
 ORDER = ["_validate", "_random", "_timing", "ops", "functional", "nn", "optim", "data", "models", "training",
-         "analysis", "search", "hardware", "quant", "experiments", "widgets", "checks", "plotting",
-         "bench"]
+         "analysis", "search", "hardware", "quant", "experiments", "widgets", "tools"]
 SHARED_PRIVATE = {"_validate", "_random", "_timing"}
 
 

@@ -1,11 +1,11 @@
-"""Tests for cnnlib.models.scratch (loop, vectorised and C++ LeNet-5) and cnnlib.plotting."""
+"""Tests for cnnlib.models.scratch (loop, vectorised and C++ LeNet-5) and cnnlib.tools.plotting."""
 
 import matplotlib
 import numpy as np
 import pytest
 
 from cnnlib import functional as F
-from cnnlib import plotting
+from cnnlib.tools import plotting
 from cnnlib.models import scratch, zoo
 
 matplotlib.use("Agg")

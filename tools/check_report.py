@@ -4,7 +4,7 @@ Usage::
 
     python tools/check_report.py _build/portability/default.jsonl _build/portability/foreign.jsonl
 
-Each log line is one check made inside ``cnnlib.checks.self_check`` (written
+Each log line is one check made inside ``cnnlib.tools.checks.self_check`` (written
 when ``CNNLIB_CHECK_LOG`` is set).  For every quantity the table shows the
 stored (expected) value, each profile's deviation from it, and the largest
 deviation as a fraction of the tolerance: a quantity near 1.0 is close to

@@ -16,7 +16,7 @@
 #   bash tools/portable.sh foreign         # one profile
 #   bash tools/portable.sh foreign notebooks/02_2_pooling.ipynb   # some notebooks
 #
-# Every self-check (cnnlib.checks.self_check) writes what it compared to
+# Every self-check (cnnlib.tools.checks.self_check) writes what it compared to
 # _build/portability/<profile>.jsonl, and at the end tools/check_report.py
 # prints, per quantity, how far each profile moved it as a fraction of its
 # tolerance.  Per-notebook times go to _build/portability/<profile>-times.txt

@@ -532,7 +532,7 @@ def _wide_backward_weight(gyw, x, kh, kw, pt, pl, hp, wp, dh, dw, groups):
 # Up to this many multiply-adds per output pixel and per sample (channels per
 # group x output channels per group), unit-stride layers take the wide
 # kernels; above it the GEMM's blocking wins.  Measured on LeNet-5 and the
-# benchmark's layers (``python -m cnnlib.bench``).
+# benchmark's layers (``python -m cnnlib.tools.bench``).
 _WIDE_MAX_CHANNELS = 256
 
 

@@ -2,12 +2,12 @@
 
 Run it from the repository root::
 
-    python -m cnnlib.bench                      # every case, about a minute
-    python -m cnnlib.bench --threads 1          # single-threaded
-    python -m cnnlib.bench --cases lenet,vgg    # only the cases whose name matches
-    python -m cnnlib.bench --quick --json out.json
+    python -m cnnlib.tools.bench                      # every case, about a minute
+    python -m cnnlib.tools.bench --threads 1          # single-threaded
+    python -m cnnlib.tools.bench --cases lenet,vgg    # only the cases whose name matches
+    python -m cnnlib.tools.bench --quick --json out.json
 
-or, from a notebook, ``rows = cnnlib.bench.run(quick=True)["rows"]``.
+or, from a notebook, ``rows = cnnlib.tools.bench.run(quick=True)["rows"]``.
 
 How to read it.  The first line describes the machine, with the float32
 matrix-product speed (sgemm, 1024x1024) that NumPy reaches in the same run:
@@ -61,10 +61,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
-from . import functional as F
-from . import nn, optim
-from .models import zoo
-from ._timing import thread_limits, time_call
+from .. import functional as F
+from .. import nn, optim
+from ..models import zoo
+from .._timing import thread_limits, time_call
 
 __all__ = ["Case", "conv_case", "pool_case", "step_case", "bench_step", "select_cases",
            "flop_count", "make_arrays",
@@ -541,7 +541,7 @@ def run(cases=None, threads=2, min_time=0.3, quick=False):
     with thread_limits(threads):
         machine = machine_info(threads, min_time, repeats)
         rows = []
-        for case in tqdm(cases, desc="cnnlib.bench", unit="case", file=sys.stderr):
+        for case in tqdm(cases, desc="cnnlib.tools.bench", unit="case", file=sys.stderr):
             measure = bench_step if case.op == "step" else bench_case
             rows += measure(case, min_time, repeats, settle=0.0 if quick else 0.3)
     machine["other_processes_cores"] = other_cores(before, time.perf_counter() - start)
@@ -645,7 +645,7 @@ def format_report(result):
 
 def main(argv=None):
     names = ", ".join(c.name for c in CASES + TINY_CASES)
-    parser = argparse.ArgumentParser(prog="python -m cnnlib.bench", description=__doc__.split(
+    parser = argparse.ArgumentParser(prog="python -m cnnlib.tools.bench", description=__doc__.split(
         "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=default_threads(),
                         help="threads for Numba, BLAS and PyTorch (default: %(default)s)")
