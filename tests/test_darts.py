@@ -89,7 +89,9 @@ def loss_of(model, x, y):
     return float(nn.CrossEntropyLoss()(model(x), y))
 
 
-@pytest.mark.parametrize("layers", [1, 2, 3])
+# One layer: a cell fed the stem twice.  Three layers add a cell fed the stem
+# and a cell, and one fed two cells, which is all that two layers would add.
+@pytest.mark.parametrize("layers", [1, 3])
 def test_network_gradients_wrt_input_weights_and_alphas(layers):
     rng = np.random.default_rng(4)
     model = tiny_network(layers)
