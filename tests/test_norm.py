@@ -8,7 +8,10 @@ import re
 
 import numpy as np
 import pytest
-import torch
+try:
+    import torch
+except ImportError:  # the comparisons with PyTorch skip, saying why
+    torch = None
 from naive import numerical_gradient, rel_error
 
 from cnnlib.nn.norm_layers import BatchNorm2d, LocalResponseNorm
@@ -48,6 +51,9 @@ def bn_reference(x, mean, var, weight, bias, eps):
     return y
 
 
+requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch not installed: reference comparison skipped")
+
+
 def torch_grads(fn, arrays, grad_output):
     """Run fn on torch copies of ``arrays`` (None stays None); return output and gradients."""
     ts = [None if a is None else torch.tensor(a, requires_grad=True) for a in arrays]
@@ -70,6 +76,7 @@ LRN_CASES = [
 ]
 
 
+@requires_torch
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, size, alpha, beta, k", LRN_CASES)
 def test_lrn_matches_reference_and_torch(shape, size, alpha, beta, k, dtype):
@@ -96,6 +103,7 @@ def test_lrn_gradient_check(shape, size, alpha, beta, k):
     assert rel_error(local_response_norm_backward(g, x, size, alpha, beta, k), num) < 1e-7
 
 
+@requires_torch
 def test_lrn_defaults_and_layer_match_torch():
     rng = np.random.default_rng(2)
     x = randn(rng, (2, 8, 5, 5), np.float32, scale=30.0)  # large enough for alpha = 1e-4 to matter
@@ -153,6 +161,7 @@ def bn_arrays(rng, shape, dtype, affine=True):
     return x, weight, bias, running_mean, running_var
 
 
+@requires_torch
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("training", [True, False])
@@ -278,6 +287,7 @@ def to_torch_state(state):
     return {k: torch.tensor(v) for k, v in state.items()}
 
 
+@requires_torch
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("settings", [
     dict(), dict(momentum=None), dict(affine=False), dict(track_running_stats=False),
@@ -310,6 +320,7 @@ def test_batchnorm2d_matches_torch_over_several_steps(settings, dtype):
             np.testing.assert_allclose(ours.state_dict()[key], value.numpy(), **tol, err_msg=key)
 
 
+@requires_torch
 def test_batchnorm2d_state_dict_round_trips_with_torch():
     theirs = torch.nn.BatchNorm2d(4)
     theirs(torch.randn(8, 4, 3, 3) * 3 + 1)
