@@ -202,3 +202,18 @@ def test_recompute_bn_gives_the_statistics_of_the_data():
     bn = model[1]
     np.testing.assert_allclose(bn.running_mean, z.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)
     assert bn.momentum == 0.1 and not model.training
+
+
+def test_rank_correlation_with_ties():
+    assert exl.rank_correlation([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert exl.rank_correlation([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    # average ranks: a -> (1, 2, 3, 4), b -> (1.5, 1.5, 3, 4)
+    ra, rb = np.array([1, 2, 3, 4.0]), np.array([1.5, 1.5, 3, 4])
+    expected = np.corrcoef(ra, rb)[0, 1]
+    assert exl.rank_correlation([0.1, 0.2, 0.3, 0.4], [0, 0, 1, 2]) == pytest.approx(expected)
+    scipy_stats = pytest.importorskip("scipy.stats", reason="scipy is the optional reference")
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 4, 30), rng.standard_normal(30)
+    assert exl.rank_correlation(a, b) == pytest.approx(scipy_stats.spearmanr(a, b)[0])
+    with pytest.raises(ValueError, match="constant"):
+        exl.rank_correlation([1, 1], [1, 2])

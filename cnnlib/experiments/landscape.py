@@ -23,7 +23,7 @@ from ..data.mnist import load_mnist
 from ..theory import curves, landscape
 
 __all__ = ["toy_loss_grad", "plot_toy_saddle", "tiny_problem", "gd_snapshots", "critical_point_survey",
-           "plot_index_vs_loss", "plot_escape", "mnist_14", "small_cnn", "train_cnn",
+           "rank_correlation", "plot_index_vs_loss", "plot_escape", "mnist_14", "small_cnn", "train_cnn",
            "train_curve", "recompute_bn", "evaluate_path", "plot_paths"]
 
 
@@ -60,7 +60,7 @@ def plot_toy_saddle(ax=None):
 
 # --- saddle points of a tiny network ---------------------------------------------------
 
-def tiny_problem(n=100, hidden=2, classes=3, weight_decay=1e-2, seed=0):
+def tiny_problem(n=100, hidden=3, classes=3, weight_decay=1e-2, seed=0):
     """A tiny float64 tanh network and data: 4x4 MNIST digits 0..classes-1.
 
     The first ``n`` training digits of those classes, averaged over 7x7
@@ -130,6 +130,27 @@ def critical_point_survey(loss_grad, starts, steps=30, gtol=1e-6, tol=1e-6, prog
     res["theta"] = points
     res["kept"] = res["grad_norm"] < gtol
     return res
+
+
+def rank_correlation(a, b):
+    """Spearman's rank correlation of ``a`` and ``b`` (1-d, same length >= 2), ties given average ranks."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or a.size < 2:
+        raise ValueError(f"a and b must be 1-d of one length >= 2, got shapes {a.shape} and {b.shape}")
+
+    def ranks(v):
+        order = np.argsort(v, kind="stable")
+        r = np.empty(v.size)
+        r[order] = np.arange(v.size, dtype=np.float64)
+        for value in np.unique(v):
+            tie = v == value
+            r[tie] = r[tie].mean()
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    if np.all(ra == ra[0]) or np.all(rb == rb[0]):
+        raise ValueError("rank correlation is undefined when a or b is constant")
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def plot_index_vs_loss(survey, ax=None):
