@@ -12,7 +12,7 @@ its parameters), so a model needs nothing but its hand-written backward.
   ``H v ~ (g(theta + e v) - g(theta - e v)) / (2 e)``.  Its error is the
   truncation error O(e^2) (the third derivative; zero for a quadratic) plus
   the rounding error O(u |g| / e) of subtracting two gradients computed with
-  unit roundoff u (2.2e-16 in float64).  The sum is smallest for e ~ u^(1/3),
+  machine epsilon u (2.2e-16 in float64).  The sum is smallest for e ~ u^(1/3),
   about 6e-6 relative to the size of theta (:data:`FD_STEP`), where both terms
   are ~ u^(2/3), about 4e-11 relative: hence float64, and hence not a smaller
   step.
