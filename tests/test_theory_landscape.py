@@ -217,3 +217,11 @@ def test_rank_correlation_with_ties():
     assert exl.rank_correlation(a, b) == pytest.approx(scipy_stats.spearmanr(a, b)[0])
     with pytest.raises(ValueError, match="constant"):
         exl.rank_correlation([1, 1], [1, 2])
+
+
+def test_bn_statistics_are_copies():
+    model = exl.small_cnn(0)
+    stats = exl.bn_statistics(model)
+    assert len(stats) == 1
+    stats[0][0][...] = 5
+    assert np.all(model[1].running_mean == 0)

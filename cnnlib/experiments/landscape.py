@@ -24,7 +24,7 @@ from ..theory import curves, landscape
 
 __all__ = ["toy_loss_grad", "plot_toy_saddle", "tiny_problem", "gd_snapshots", "critical_point_survey",
            "rank_correlation", "plot_index_vs_loss", "plot_escape", "mnist_14", "small_cnn", "train_cnn",
-           "train_curve", "recompute_bn", "evaluate_path", "plot_paths"]
+           "train_curve", "bn_statistics", "recompute_bn", "evaluate_path", "plot_paths"]
 
 
 # --- the toy saddle -------------------------------------------------------------------
@@ -275,6 +275,13 @@ def train_curve(model, end0, end1, kind="bezier", num_bends=3, steps=300, lr=0.0
 
 def _bn_layers(model):
     return [m for _, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def bn_statistics(model):
+    """Copies of the running statistics of every BatchNorm2d of ``model``: a list of
+    ``(running_mean, running_var)`` pairs, the form :func:`evaluate_path` takes as
+    ``bn_ends``."""
+    return [(m.running_mean.copy(), m.running_var.copy()) for m in _bn_layers(model)]
 
 
 def recompute_bn(model, x, batch_size=500):
