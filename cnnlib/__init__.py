@@ -22,6 +22,8 @@ to a wing above it in this list:
   analog in-memory-computing crossbar;
 * ``cnnlib.quant``: quantisation (the affine map, integer-only inference,
   low-bit weights, quantisation-aware training, distillation);
+* ``cnnlib.theory``: theory: the optimisation landscape (Hessians, saddle
+  points, mode connectivity);
 * ``cnnlib.experiments``: the chapters' experiment drivers;
 * ``cnnlib.widgets``: one module per interactive widget (imported on use);
 * ``cnnlib.tools``: the chapters' self-checks (``tools.checks``), shared
@@ -46,13 +48,13 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 # The wings, in the order of dependence.
 from . import functional, nn, optim  # noqa: E402, I001
 from . import data, models, training  # noqa: E402
-from . import analysis, search, hardware, quant, experiments  # noqa: E402
+from . import analysis, search, hardware, quant, theory, experiments  # noqa: E402
 from . import tools  # noqa: E402
 from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
     "functional", "nn", "optim", "data", "models", "training", "analysis", "search", "hardware",
-    "quant", "experiments",
+    "quant", "theory", "experiments",
     "tools", "manual_seed",
 ]

@@ -16,10 +16,14 @@
 * :mod:`~cnnlib.experiments.hardware`: layers mapped onto systolic arrays,
   LeNet-5 through analog crossbars (Part V, "Accelerators");
 * :mod:`~cnnlib.experiments.quantisation`: post-training quantisation against bit
-  width, quantisation-aware training, distillation quantisation (Part V, "Quantisation").
+  width, quantisation-aware training, distillation quantisation (Part V, "Quantisation");
+* :mod:`~cnnlib.experiments.landscape`: critical points of a tiny network and their
+  index, gradient descent near a saddle, curves between two CNN minima with
+  batch-norm statistics recomputed or not (Part VI, "Optimisation landscape").
 """
 
-from . import fc_vs_cnn, hardware, hyper, interpretability, quantisation, regularisation, scaling, search
+from . import (fc_vs_cnn, hardware, hyper, interpretability, landscape, quantisation, regularisation,
+               scaling, search)
 
 __all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation", "search", "interpretability", "hardware",
-           "quantisation"]
+           "quantisation", "landscape"]
