@@ -251,6 +251,9 @@ def test_binary_activation_and_clipping():
         layer.weight.data *= 10
     B.clip_latent_weights(net)
     assert len(B.binary_layers(net)) == 3
+    float_net = A.mnist_net(False, channels=(2, 3), rng=0)
+    macs = summary(net, (1, 14, 14)).total_macs
+    assert macs == summary(float_net, (1, 14, 14)).total_macs == 14 * 14 * 2 * 9 + 7 * 7 * 3 * 18 + 27 * 10
     assert all(np.abs(layer.weight.data).max() <= 1 for layer in B.binary_layers(net))
 
 

@@ -24,7 +24,9 @@ from .._validate import check_count, check_number
 
 __all__ = ["KINDS", "BACKGROUNDS", "defect_textures"]
 
+#: The kinds of defect, a thin straight scratch, a dark spot and a dark crack.
 KINDS = ("scratch", "spot", "crack")
+#: The backgrounds, two sine gratings or blurred Gaussian noise.
 BACKGROUNDS = ("periodic", "noise")
 
 
@@ -99,7 +101,7 @@ def _defect_mask(kind, size, rng):
 
 
 def defect_textures(n, size=32, defect_fraction=0.5, kinds=KINDS, backgrounds=BACKGROUNDS,
-                    contrast=(0.6, 2.0), noise=0.25, rng=None):
+                    contrast=(1.0, 3.0), noise=0.25, rng=None):
     """``n`` grayscale textures, about ``defect_fraction`` of them with one defect.
 
     Each image is a background (``"periodic"`` or ``"noise"``, chosen

@@ -166,8 +166,8 @@ def resnet18(num_classes=1000, *, rng=None):
     return nn.Sequential(*layers)
 
 
-# multiply-accumulates per 224x224 image as published (the papers call them "FLOPs" or
-# "mult-adds"; all count one multiply-add as one operation)
+#: Multiply-accumulates per 224x224 image as published (the papers call them "FLOPs" or
+#: "mult-adds", and all count one multiply-add as one operation).
 PUBLISHED_MACS = {
     "MobileNet v1 (Howard et al. 2017, Table 8)": 569e6,
     "EfficientNet-B0 (Tan & Le 2019, Table 2)": 0.39e9,
@@ -242,7 +242,7 @@ def mnist_net(binarised, channels=(32, 64), *, rng=None):
 # Energy per operation
 # ---------------------------------------------------------------------------
 
-# Horowitz (ISSCC 2014), energy per operation at 45 nm, 0.9 V, in picojoules
+#: Energy per operation in picojoules at 45 nm and 0.9 V (Horowitz, ISSCC 2014).
 HOROWITZ_PJ = {
     "int8 add": 0.03, "int16 add": 0.05, "int32 add": 0.1,
     "fp16 add": 0.4, "fp32 add": 0.9,

@@ -22,6 +22,8 @@ clipped to [-1, 1] after each step (:func:`clip_latent_weights`).
 See the applications chapter (8).
 """
 
+import math
+
 import numba
 import numpy as np
 
@@ -128,6 +130,12 @@ class _BinaryWeight(nn.Module):
         if self.layer.bias is not None:
             self.layer.bias.grad += db
         return dx
+
+    def own_macs(self, output_shape):
+        """Multiply-accumulates (binary ones after a sign input) per example, for
+        :func:`cnnlib.analysis.summary.summary`: those of the wrapped layer."""
+        w = self.layer.weight
+        return math.prod(output_shape) * (w.size // w.shape[0])
 
     def extra_repr(self):
         return f"{self.layer.extra_repr()}, scale={self.scale}"
