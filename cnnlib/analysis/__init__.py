@@ -23,13 +23,17 @@
 * :mod:`~cnnlib.analysis.attribution`: integrated gradients, saliency,
   gradient x input and baselines (Part IV, "Interpretability");
 * :mod:`~cnnlib.analysis.tcav`: concept activation vectors, TCAV scores and
-  their t-test against random concepts (Part IV, "Interpretability").
+  their t-test against random concepts (Part IV, "Interpretability");
+* :mod:`~cnnlib.analysis.detection`: precision, recall, the ROC curve and its
+  area, the threshold for a false-alarm budget, attribution inside a mask
+  (Part VIII, "Applications").
 """
 
 from . import (
                attribution,
                border,
                connectivity,
+               detection,
                gradflow,
                interpret,
                invariance,
@@ -42,4 +46,5 @@ from . import (
 )
 
 __all__ = ["receptive", "connectivity", "summary", "jacobian", "gradflow", "sharpness",
-           "invariance", "border", "uncertainty", "interpret", "attribution", "tcav"]
+           "invariance", "border", "uncertainty", "interpret", "attribution", "tcav",
+           "detection"]

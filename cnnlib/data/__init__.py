@@ -9,12 +9,15 @@
 * :mod:`~cnnlib.data.cluttered`: translated, cluttered digits on a larger
   canvas (Part IV, "Attention");
 * :mod:`~cnnlib.data.concepts`: loops, stroke thickness and slant measured
-  from the pixels, for TCAV's concept sets (Part IV, "Interpretability").
+  from the pixels, for TCAV's concept sets (Part IV, "Interpretability");
+* :mod:`~cnnlib.data.defects`: synthetic surface textures with scratches,
+  spots and cracks, their labels and defect masks (Part VIII, "Applications").
 """
 
-from . import cluttered, concepts, mnist, transforms
+from . import cluttered, concepts, defects, mnist, transforms
 from .cluttered import cluttered_mnist
+from .defects import defect_textures
 from .mnist import DatasetError, load_mnist, mnist_available
 
-__all__ = ["mnist", "transforms", "cluttered", "concepts", "cluttered_mnist", "load_mnist",
+__all__ = ["mnist", "transforms", "cluttered", "concepts", "defects", "cluttered_mnist", "defect_textures", "load_mnist",
            "mnist_available", "DatasetError"]

@@ -19,11 +19,14 @@
   width, quantisation-aware training, distillation quantisation (Part V, "Quantisation");
 * :mod:`~cnnlib.experiments.landscape`: critical points of a tiny network and their
   index, gradient descent near a saddle, curves between two CNN minima with
-  batch-norm statistics recomputed or not (Part VI, "Optimisation landscape").
+  batch-norm statistics recomputed or not (Part VI, "Optimisation landscape");
+* :mod:`~cnnlib.experiments.applications`: the defect detector on synthetic
+  textures, the latency budget, the binarised network and its energy per
+  operation (Part VIII, "Applications").
 """
 
-from . import (fc_vs_cnn, hardware, hyper, interpretability, landscape, quantisation, regularisation,
-               scaling, search)
+from . import (applications, fc_vs_cnn, hardware, hyper, interpretability, landscape, quantisation,
+               regularisation, scaling, search)
 
 __all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation", "search", "interpretability", "hardware",
-           "quantisation", "landscape"]
+           "quantisation", "landscape", "applications"]
