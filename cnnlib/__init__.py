@@ -22,6 +22,8 @@ to a wing above it in this list:
   analog in-memory-computing crossbar;
 * ``cnnlib.quant``: quantisation (the affine map, integer-only inference,
   low-bit weights, quantisation-aware training, distillation);
+* ``cnnlib.theory``: what networks can represent (the 1-D universal
+  approximation construction, depth separation, exact linear-piece counts);
 * ``cnnlib.experiments``: the chapters' experiment drivers;
 * ``cnnlib.widgets``: one module per interactive widget (imported on use);
 * ``cnnlib.checks``, ``cnnlib.plotting``, ``cnnlib.bench``: the chapters'
@@ -46,13 +48,13 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 # The wings, in the order of dependence.
 from . import functional, nn, optim  # noqa: E402, I001
 from . import data, models, training  # noqa: E402
-from . import analysis, search, hardware, quant, experiments  # noqa: E402
+from . import analysis, search, hardware, quant, theory, experiments  # noqa: E402
 from . import checks  # noqa: E402
 from ._random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
     "functional", "nn", "optim", "data", "models", "training", "analysis", "search", "hardware",
-    "quant", "experiments",
+    "quant", "theory", "experiments",
     "checks", "manual_seed",
 ]

@@ -13,7 +13,7 @@ PACKAGE = Path(cnnlib.__file__).parent
 # helpers (_validate, _random, _timing) come first; the tools (checks,
 # plotting, bench) last, beside the widgets.
 ORDER = ["_validate", "_random", "_timing", "ops", "functional", "nn", "optim", "data", "models", "training",
-         "analysis", "search", "hardware", "quant", "experiments", "widgets", "checks", "plotting",
+         "analysis", "search", "hardware", "quant", "theory", "experiments", "widgets", "checks", "plotting",
          "bench"]
 SHARED_PRIVATE = {"_validate", "_random", "_timing"}
 

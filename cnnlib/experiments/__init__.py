@@ -16,10 +16,13 @@
 * :mod:`~cnnlib.experiments.hardware`: layers mapped onto systolic arrays,
   LeNet-5 through analog crossbars (Part V, "Accelerators");
 * :mod:`~cnnlib.experiments.quantisation`: post-training quantisation against bit
-  width, quantisation-aware training, distillation quantisation (Part V, "Quantisation").
+  width, quantisation-aware training, distillation quantisation (Part V, "Quantisation");
+* :mod:`~cnnlib.experiments.depth`: shallow networks of growing width against
+  the deep sawtooth, and training the deep narrow network (Part VI, "Expressive power").
 """
 
-from . import fc_vs_cnn, hardware, hyper, interpretability, quantisation, regularisation, scaling, search
+from . import (depth, fc_vs_cnn, hardware, hyper, interpretability, quantisation, regularisation, scaling,
+               search)
 
 __all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation", "search", "interpretability", "hardware",
-           "quantisation"]
+           "quantisation", "depth"]
