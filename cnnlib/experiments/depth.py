@@ -161,7 +161,7 @@ def deep_training(k, seeds, steps=2000, lr=0.01, n_points=512, progress=True):
     return out
 
 
-def interpolation_errors(functions, ns, a=0.0, b=1.0, n_eval=20001):
+def interpolation_errors(functions, ns, a=0.0, b=1.0, n_eval=25601):
     """Max error of :func:`~cnnlib.theory.expressive.relu_interpolant` on a dense grid.
 
     ``functions``: ``{name: (f, max_abs_f2)}``.  Returns ``{(name, n): (error,
