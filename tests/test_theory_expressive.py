@@ -206,3 +206,13 @@ def test_bad_input():
         interpolation_error_bound(-1.0, 0.0, 1.0, 3)
     with pytest.raises(ValueError, match="n_pieces"):
         shallow_l1_lower_bound(3, 0)
+
+
+def test_dead_layers():
+    x, _ = depth.sawtooth_data(3, 64)
+    assert depth.dead_layers(sawtooth_network(3), x) == []
+    net = sawtooth_network(3)
+    net[2].weight.data[:] = 0.0
+    net[2].bias.data[:] = -1.0              # the second hidden layer is off, so the third sees only 0
+    assert depth.dead_layers(net, x) == [1, 2, 3]           # its output ReLU counts as layer 3
+    assert count_linear_pieces(net, 0.0, 1.0) == 1

@@ -16,7 +16,7 @@ from ..optim import Adam
 from ..theory.expressive import count_linear_pieces, linear_pieces, sawtooth_network
 
 __all__ = ["sawtooth_data", "l1_error", "shallow_network", "deep_network", "fit", "fit_output_layer", "width_sweep",
-           "width_needed", "deep_training", "interpolation_errors", "plot_interpolants",
+           "width_needed", "deep_training", "dead_layers", "interpolation_errors", "plot_interpolants",
            "plot_interpolation_errors", "plot_sawtooths", "plot_error_vs_width", "plot_deep_fits"]
 
 
@@ -145,20 +145,38 @@ def width_needed(results, k, widths, eps, column=1):
     return None
 
 
-def deep_training(k, seeds, steps=2000, lr=0.01, n_points=512, progress=True):
-    """Train the deep narrow architecture (k layers of width 2) from random starts.
+def deep_training(k, seeds, width=2, steps=2000, lr=0.01, n_points=512, progress=True):
+    """Train the deep narrow architecture (``deep_network(k, width)``) on ``m^k`` from random starts.
 
+    Full-batch Adam (:func:`fit`) from ``deep_network(k, width, rng=seed)``.
     Returns ``{seed: (l1, pieces, model)}``.
     """
     x, y = sawtooth_data(k, n_points)
     out = {}
-    bar = tqdm(total=len(seeds) * steps, desc=f"deep fits, k={k}", unit="step", disable=not progress)
+    bar = tqdm(total=len(seeds) * steps, desc=f"deep fits, k={k}, width {width}", unit="step",
+               disable=not progress)
     for s in seeds:
-        model = deep_network(k, rng=s)
+        model = deep_network(k, width=width, rng=s)
         fit(model, x, y, steps, lr, progress=bar)
         out[s] = (l1_error(model, k), count_linear_pieces(model, 0.0, 1.0), model)
     bar.close()
     return out
+
+
+def dead_layers(model, x):
+    """The ReLU layers (numbered from 0) whose units are all inactive (output 0) at every ``x``.
+
+    A layer like that passes no gradient to the layers below it: the network
+    is constant on ``x`` and stays so under gradient descent.
+    """
+    dead, h, i = [], x, 0
+    for layer in model:
+        h = layer(h)
+        if isinstance(layer, ReLU):
+            if np.all(h <= 0):
+                dead.append(i)
+            i += 1
+    return dead
 
 
 def interpolation_errors(functions, ns, a=0.0, b=1.0, n_eval=25601):
@@ -256,9 +274,9 @@ def plot_deep_fits(k, runs, ax=None):
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(6, 3))[1]
     x = np.linspace(0, 1, 2049)[:, None]
-    ax.plot(x.ravel(), sawtooth_network(k)(x).ravel(), "k", lw=2.5, label=f"m^{k}")
+    ax.plot(x.ravel(), sawtooth_network(k)(x).ravel(), "k", lw=2.5, label=f"$m^{k}$ (the sawtooth)")
     for s, (l1, pieces, model) in runs.items():
         ax.plot(x.ravel(), model(x).ravel(), lw=1, label=f"seed {s}: {pieces} pieces, L1 {l1:.3f}")
     ax.set_xlabel("x")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return ax
