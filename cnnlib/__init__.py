@@ -22,8 +22,9 @@ to a wing above it in this list:
   analog in-memory-computing crossbar;
 * ``cnnlib.quant``: quantisation (the affine map, integer-only inference,
   low-bit weights, quantisation-aware training, distillation);
-* ``cnnlib.theory``: theory: the optimisation landscape (Hessians, saddle
-  points, mode connectivity);
+* ``cnnlib.theory``: theory: what networks can represent (the 1-D universal
+  approximation construction, depth separation, exact linear-piece counts) and
+  the optimisation landscape (Hessians, saddle points, mode connectivity);
 * ``cnnlib.experiments``: the chapters' experiment drivers;
 * ``cnnlib.widgets``: one module per interactive widget (imported on use);
 * ``cnnlib.tools``: the chapters' self-checks (``tools.checks``), shared

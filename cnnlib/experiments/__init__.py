@@ -17,6 +17,8 @@
   LeNet-5 through analog crossbars (Part V, "Accelerators");
 * :mod:`~cnnlib.experiments.quantisation`: post-training quantisation against bit
   width, quantisation-aware training, distillation quantisation (Part V, "Quantisation");
+* :mod:`~cnnlib.experiments.depth`: shallow networks of growing width against
+  the deep sawtooth, and training the deep narrow network (Part VI, "Expressive power");
 * :mod:`~cnnlib.experiments.landscape`: critical points of a tiny network and their
   index, gradient descent near a saddle, curves between two CNN minima with
   batch-norm statistics recomputed or not (Part VI, "Optimisation landscape");
@@ -25,8 +27,8 @@
   operation (Part VIII, "Applications").
 """
 
-from . import (applications, fc_vs_cnn, hardware, hyper, interpretability, landscape, quantisation,
+from . import (applications, depth, fc_vs_cnn, hardware, hyper, interpretability, landscape, quantisation,
                regularisation, scaling, search)
 
 __all__ = ["fc_vs_cnn", "scaling", "hyper", "regularisation", "search", "interpretability", "hardware",
-           "quantisation", "landscape", "applications"]
+           "quantisation", "depth", "landscape", "applications"]
