@@ -32,6 +32,15 @@ def check_float_array(x, name, ndim=None, min_ndim=None):
     return np.ascontiguousarray(x)
 
 
+def check_flat_vector(theta, name="theta"):
+    """A non-empty 1-d float vector (a model's flattened parameters), as float64."""
+    theta = np.asarray(theta)
+    if theta.ndim != 1 or theta.size == 0 or not np.issubdtype(theta.dtype, np.floating):
+        raise ValueError(f"{name} must be a non-empty 1-d float vector, got shape {theta.shape} "
+                         f"and dtype {theta.dtype}")
+    return theta.astype(np.float64)
+
+
 def check_same_dtype(ref, ref_name, other, other_name):
     """Raise ``TypeError`` unless ``other`` has the dtype of ``ref``."""
     if other.dtype != ref.dtype:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import nn
 from .._random import get_rng
-from .._validate import check_count, check_number
+from .._validate import check_count, check_flat_vector, check_number
 
 __all__ = ["flat_parameters", "set_flat_parameters", "model_loss_grad", "hessian_vector_product",
            "top_hessian_eigenvalue", "epsilon_sharpness"]
@@ -77,14 +77,6 @@ def model_loss_grad(model, x, y):
     return loss_grad
 
 
-def _check_theta(theta):
-    theta = np.asarray(theta)
-    if theta.ndim != 1 or theta.size == 0 or not np.issubdtype(theta.dtype, np.floating):
-        raise ValueError(f"theta must be a non-empty 1-d float vector, got shape {theta.shape} "
-                         f"and dtype {theta.dtype}")
-    return theta.astype(np.float64)
-
-
 def hessian_vector_product(loss_grad, theta, v, r=1e-3):
     """``H(theta) @ v`` by a central difference of gradients, float64 (P,).
 
@@ -95,7 +87,7 @@ def hessian_vector_product(loss_grad, theta, v, r=1e-3):
     """
     if not callable(loss_grad):
         raise TypeError("loss_grad must be callable: theta -> (loss, grad)")
-    theta = _check_theta(theta)
+    theta = check_flat_vector(theta)
     v = np.asarray(v, dtype=np.float64)
     if v.shape != theta.shape:
         raise ValueError(f"v must have the shape of theta {theta.shape}, got {v.shape}")
@@ -119,7 +111,7 @@ def top_hessian_eigenvalue(loss_grad, theta, iters=20, tol=1e-3, r=1e-3, rng=Non
     semi-definite, so this is the top curvature, the sharpness.  Returns
     ``(lambda, v, history)`` with the estimate after each iteration.
     """
-    theta = _check_theta(theta)
+    theta = check_flat_vector(theta)
     iters = check_count(iters, "iters")
     tol = check_number(tol, "tol")
     rng = get_rng(rng)
@@ -154,7 +146,7 @@ def epsilon_sharpness(loss_fn, theta, eps=1e-3, num_samples=20, ascent_steps=0, 
     """
     if not callable(loss_fn):
         raise TypeError("loss_fn must be callable: theta -> loss")
-    theta = _check_theta(theta)
+    theta = check_flat_vector(theta)
     eps = check_number(eps, "eps", positive=True)
     num_samples = check_count(num_samples, "num_samples", minimum=0)
     ascent_steps = check_count(ascent_steps, "ascent_steps", minimum=0)

@@ -30,6 +30,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from .._validate import check_bool, check_float_array
+from .qat import _WrappedLayer
 
 __all__ = ["binarize", "binarize_backward", "BinaryActivation", "BinaryConv2d", "BinaryLinear",
            "binary_layers", "clip_latent_weights", "pack_signs", "xnor_popcount_matmul",
@@ -90,21 +91,13 @@ def _weight_gradient(g, w, wb, alpha, scale):
     return through_sign + (d_alpha / n).reshape(shape) * wb
 
 
-class _BinaryWeight(nn.Module):
-    """Shared parts of the binary conv and linear layers."""
+class _BinaryWeight(_WrappedLayer):
+    """Shared parts of the binary conv and linear layers (``weight``: the latent,
+    real-valued weight, the trained parameter)."""
 
     def _setup(self, layer, scale):
         self.layer = layer
         self.scale = check_bool(scale, "scale")
-
-    @property
-    def weight(self):
-        """The latent (real-valued) weight, the trained parameter."""
-        return self.layer.weight
-
-    @property
-    def bias(self):
-        return self.layer.bias
 
     def binary_weight(self):
         """(sign(W), alpha): the {-1, +1} weight and the per-channel scales the forward uses."""
@@ -157,15 +150,11 @@ class BinaryConv2d(_BinaryWeight):
         self._setup(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias,
                               dtype=dtype, rng=rng), scale)
 
-    def _settings(self):
-        layer = self.layer
-        return dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
-
     def _apply(self, x, w, b):
-        return F.conv2d(x, w, b, **self._settings())
+        return F.conv2d(x, w, b, **self._conv_settings())
 
     def _apply_backward(self, g, x, w, b):
-        return F.conv2d_backward(g, x, w, b, **self._settings())
+        return F.conv2d_backward(g, x, w, b, **self._conv_settings())
 
 
 class BinaryLinear(_BinaryWeight):

@@ -64,7 +64,25 @@ def fake_quantize_weight(weight, bits, per_channel=True, return_mask=False):
     return out if check_bool(return_mask, "return_mask") else out[0]
 
 
-class FakeQuantWeight(nn.Module):
+class _WrappedLayer(nn.Module):
+    """A module around one Conv2d or Linear layer (``self.layer``) whose float
+    weight stays the trained parameter; the quantised and binarised layers."""
+
+    @property
+    def weight(self):
+        """The wrapped layer's float weight (the trained parameter)."""
+        return self.layer.weight
+
+    @property
+    def bias(self):
+        return self.layer.bias
+
+    def _conv_settings(self):
+        layer = self.layer
+        return dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+
+
+class FakeQuantWeight(_WrappedLayer):
     """A Conv2d or Linear layer whose weight is fake-quantised to b bits at every forward.
 
     The float weight stays the trained parameter (``layer.weight``); forward
@@ -82,19 +100,6 @@ class FakeQuantWeight(nn.Module):
         self.layer = layer
         self.bits = _bits(bits)
         self.per_channel = check_bool(per_channel, "per_channel")
-
-    @property
-    def weight(self):
-        """The wrapped layer's float weight (the trained parameter)."""
-        return self.layer.weight
-
-    @property
-    def bias(self):
-        return self.layer.bias
-
-    def _conv_settings(self):
-        layer = self.layer
-        return dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
 
     def forward(self, x):
         layer, b = self.layer, None if self.layer.bias is None else self.layer.bias.data

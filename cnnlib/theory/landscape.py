@@ -35,7 +35,7 @@ See the chapter "Optimisation landscape" (Part VI).
 import numpy as np
 
 from .._random import get_rng
-from .._validate import check_count, check_number
+from .._validate import check_count, check_flat_vector, check_number
 from ..analysis.sharpness import hessian_vector_product
 
 __all__ = ["FD_STEP", "hvp", "hessian", "spectrum", "index", "hutchinson_trace",
@@ -43,14 +43,6 @@ __all__ = ["FD_STEP", "hvp", "hessian", "spectrum", "index", "hutchinson_trace",
 
 FD_STEP = float(np.finfo(np.float64).eps ** (1 / 3))
 """The default relative step of the central differences, u^(1/3) ~ 6.1e-6 (see the module)."""
-
-
-def _check_theta(theta):
-    theta = np.asarray(theta)
-    if theta.ndim != 1 or theta.size == 0 or not np.issubdtype(theta.dtype, np.floating):
-        raise ValueError(f"theta must be a non-empty 1-d float vector, got shape {theta.shape} "
-                         f"and dtype {theta.dtype}")
-    return theta.astype(np.float64)
 
 
 def _check_fn(grad_fn):
@@ -78,7 +70,7 @@ def hvp(grad_fn, theta, v, eps=FD_STEP):
     quadratic up to rounding.  Costs two gradients.
     """
     _check_fn(grad_fn)
-    theta = _check_theta(theta)
+    theta = check_flat_vector(theta)
     v = np.asarray(v, dtype=np.float64)
     if v.shape != theta.shape:
         raise ValueError(f"v must have the shape of theta {theta.shape}, got {v.shape}")
@@ -94,7 +86,7 @@ def hessian(grad_fn, theta, eps=FD_STEP):
     is the nearest symmetric matrix and has real eigenvalues.
     """
     _check_fn(grad_fn)
-    theta = _check_theta(theta)
+    theta = check_flat_vector(theta)
     eps = check_number(eps, "eps", positive=True)
     p = theta.size
     columns = np.empty((p, p))
@@ -146,7 +138,7 @@ def hutchinson_trace(grad_fn, theta, num_samples=100, eps=FD_STEP, rng=None):
     convergence plot).
     """
     _check_fn(grad_fn)
-    theta = _check_theta(theta)
+    theta = check_flat_vector(theta)
     num_samples = check_count(num_samples, "num_samples")
     rng = get_rng(rng)
     samples = np.empty(num_samples)
@@ -175,7 +167,7 @@ def find_critical_point(grad_fn, theta0, steps=50, damping=1e-3, gtol=1e-10, eps
     (the first entry is the start).
     """
     _check_fn(grad_fn)
-    theta = _check_theta(theta0)
+    theta = check_flat_vector(theta0, "theta0")
     steps = check_count(steps, "steps", minimum=0)
     lam = check_number(damping, "damping", positive=True)
     gtol = check_number(gtol, "gtol")
@@ -210,7 +202,7 @@ def gradient_descent(grad_fn, theta0, lr, steps):
     the end).
     """
     _check_fn(grad_fn)
-    theta = _check_theta(theta0)
+    theta = check_flat_vector(theta0, "theta0")
     lr = check_number(lr, "lr", positive=True)
     steps = check_count(steps, "steps", minimum=0)
     losses, norms = np.empty(steps + 1), np.empty(steps + 1)
