@@ -3,20 +3,32 @@
 #   1. pytest for the library (tests/);
 #   2. nbval in strict mode on every notebook listed in _toc.yml
 #      (stored text outputs must reproduce; see nbval_sanitize.cfg);
-#   3. the book build with warnings as errors.
-# The build only renders the stored notebooks (execute_notebooks: "off"), so
-# it runs in the background beside 1 and 2 (mostly one core each); its log is
-# printed, and its exit status returned, at the end.
+#   3. the assignments: otter assign and otter run on every master in
+#      assignments/ (tools/assignments.sh): solutions full marks, the notebooks
+#      as released strictly less on every question;
+#   4. the book build with warnings as errors, then the student edition
+#      (tools/build_student.py, also -W -n) and tools/check_student.py: every
+#      exercise kept, no solution text in any of its files.
+# The builds only render the stored notebooks (execute_notebooks: "off"), so
+# they run in the background, one after the other, beside 1 to 3 (mostly one
+# core each); their log is printed, and their exit status returned, at the end.
 # MNIST is found through cnnlib.data.mnist.load_mnist: $CNNLIB_DATA, the user
 # cache, or a verified download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_log=$(mktemp)
-jupyter-book build . --all -W -n --keep-going > "$build_log" 2>&1 &
+(
+    rc=0
+    echo "-- reader edition: jupyter-book build . --all -W -n --keep-going"
+    jupyter-book build . --all -W -n --keep-going || rc=1
+    echo "-- student edition: python tools/build_student.py -W -n --keep-going"
+    python tools/build_student.py -W -n --keep-going || rc=1
+    exit "$rc"
+) > "$build_log" 2>&1 &
 build_pid=$!
-# If a test fails, set -e exits here: stop the build and drop its log.
-trap 'kill "$build_pid" 2> /dev/null || true; rm -f "$build_log"' EXIT
+# If a test fails, set -e exits here: stop the builds and drop their log.
+trap 'pkill -P "$build_pid" 2> /dev/null || true; kill "$build_pid" 2> /dev/null || true; rm -f "$build_log"' EXIT
 
 echo "== library tests"
 # -P: import cnnlib as installed (like the notebooks do), not from the source
@@ -33,8 +45,14 @@ if [ -n "$notebooks" ]; then
         -p no:cacheprovider $notebooks
 fi
 
-echo "== book (jupyter-book build -W -n, started with the library tests)"
+echo "== assignments (otter assign, otter run)"
+bash tools/assignments.sh
+
+echo "== book and student edition (jupyter-book build -W -n, started with the library tests)"
 build_rc=0
 wait "$build_pid" || build_rc=$?
 cat "$build_log"
-exit "$build_rc"
+[ "$build_rc" -eq 0 ] || exit "$build_rc"
+
+echo "== student edition: exercises kept, no solution"
+python tools/check_student.py
