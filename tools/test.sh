@@ -8,7 +8,10 @@
 #      as released strictly less on every question;
 #   4. the book build with warnings as errors, then the student edition
 #      (tools/build_student.py, also -W -n) and tools/check_student.py: every
-#      exercise kept, no solution text in any of its files.
+#      exercise kept, no solution text in any of its files;
+#   5. the browser tests (browser_tests/): the built book served on 127.0.0.1
+#      in headless Chromium with every other host blocked (skipped, with the
+#      reason, where Chromium is not installed: apt-get install chromium).
 # The builds only render the stored notebooks (execute_notebooks: "off"), so
 # they run in the background, one after the other, beside 1 to 3 (mostly one
 # core each); their log is printed, and their exit status returned, at the end.
@@ -56,3 +59,6 @@ cat "$build_log"
 
 echo "== student edition: exercises kept, no solution"
 python tools/check_student.py
+
+echo "== the built book in a browser (Playwright, headless Chromium, offline)"
+python -m pytest -p no:cacheprovider -rs browser_tests
