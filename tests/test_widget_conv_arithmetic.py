@@ -48,7 +48,8 @@ def test_figure():
     fig = W.plot_conv_arithmetic()
     assert isinstance(fig, Figure) and len(fig.axes) == len(W.EXAMPLES)
     # Panel 1: 5x5 input, 'same' padding 1 -> 7x7 padded cells, 9 taps, 5x5 outputs.
-    assert len(fig.axes[0].patches) == 49 + 9 + 25
+    # (drawn as one PatchCollection)
+    assert len(fig.axes[0].collections[0].get_paths()) == 49 + 9 + 25
     assert "reads 4 inputs, 5 zeros" in fig.axes[0].get_title()   # corner output (0, 0)
     plt.close(fig)
 

@@ -1,8 +1,12 @@
 """Interactive widgets for the chapters, one module per widget.
 
-Each module pairs a static matplotlib figure (for the published HTML book)
-with a thin ipywidgets wrapper (for JupyterLab and Binder) around a tested
-cnnlib function that does the computation.  ipywidgets and matplotlib are
+Each module pairs static matplotlib figures with two interactive forms of one
+widget around a tested cnnlib function that does the computation: a thin
+ipywidgets wrapper (``*_widget``, for JupyterLab and Binder) and a static
+explorer (``*_explorer``, :mod:`cnnlib.widgets.explorer`: the same pictures
+precomputed over a coarse grid and switched by plain HTML controls, for the
+published book, which has no kernel).  Both draw with the module's
+``render_*`` function, so they cannot drift apart.  ipywidgets and matplotlib are
 imported inside the functions that need them, so ``import cnnlib`` does not
 require either.
 """

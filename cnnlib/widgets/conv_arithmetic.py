@@ -10,13 +10,16 @@ padding zero) and the output grid, in the style of Dumoulin and Visin (2016).
 See the chapter on convolution (Part II), section "Boundary handling".
 """
 
+import html
+
 import numpy as np
 
 from ..analysis import receptive as R
 from . import figure_png
+from .explorer import MAX_BYTES, select, slider, static_explorer
 
 __all__ = ["output_size_text", "draw_conv_arithmetic", "plot_conv_arithmetic",
-           "conv_arithmetic_widget"]
+           "render_conv_arithmetic", "conv_arithmetic_widget", "conv_arithmetic_explorer"]
 
 PADDINGS = ("valid", "same", "full", 0, 1, 2, 3)
 
@@ -43,7 +46,10 @@ def output_size_text(arith, axis=0):
 
 def draw_conv_arithmetic(ax, arith, output_index=(0, 0)):
     """Draw padded input (left), output (right) and the taps of one output on one Axes; return ax."""
+    from matplotlib.collections import PatchCollection
     from matplotlib.patches import Rectangle
+
+    patches = []   # drawn as one collection, in this order: much faster than add_patch
 
     (top, bottom), (left, right) = arith.padding
     h, w = arith.input_size
@@ -54,18 +60,19 @@ def draw_conv_arithmetic(ax, arith, output_index=(0, 0)):
     for r in range(-top, h + bottom):
         for c in range(-left, w + right):
             pad = not (0 <= r < h and 0 <= c < w)
-            ax.add_patch(Rectangle((c + left, r + top), 1, 1, fc="0.88" if pad else "white",
+            patches.append(Rectangle((c + left, r + top), 1, 1, fc="0.88" if pad else "white",
                                    ec="0.6", lw=0.6, ls=":" if pad else "-"))
     for (r, c), pad in zip(taps, in_padding):
-        ax.add_patch(Rectangle((c + left + 0.1, r + top + 0.1), 0.8, 0.8,
+        patches.append(Rectangle((c + left + 0.1, r + top + 0.1), 0.8, 0.8,
                                fc="tab:orange" if pad else "tab:blue", alpha=0.85, ec="none"))
     gap = 1.5
     x0, y0 = wp + gap, (hp - ho) / 2
     for i in range(ho):
         for j in range(wo):
             chosen = (i, j) == tuple(output_index)
-            ax.add_patch(Rectangle((x0 + j, y0 + i), 1, 1, fc="tab:green" if chosen else "white",
+            patches.append(Rectangle((x0 + j, y0 + i), 1, 1, fc="tab:green" if chosen else "white",
                                    ec="0.4", lw=0.8))
+    ax.add_collection(PatchCollection(patches, match_original=True), autolim=False)
     ax.set_xlim(-0.2, x0 + wo + 0.2)
     ax.set_ylim(max(hp, y0 + ho) + 0.2, -0.2)
     ax.set_aspect("equal")
@@ -92,6 +99,34 @@ def plot_conv_arithmetic(examples=EXAMPLES):
     return fig
 
 
+def render_conv_arithmetic(input_size=5, kernel_size=3, stride=1, padding="same", dilation=1,
+                           row=0, col=0, dpi=90):
+    """The widget's picture and summary for one setting: (PNG bytes, summary HTML).
+
+    ``row`` and ``col`` (the output inspected) are clamped to the output;
+    a setting with no output gives ``b""`` and the error message.  Both
+    :func:`conv_arithmetic_widget` and :func:`conv_arithmetic_explorer` draw
+    with this function.
+    """
+    import matplotlib.pyplot as plt
+
+    try:
+        arith = R.conv_arithmetic(input_size, kernel_size, stride, padding, dilation)
+    except ValueError as e:
+        return b"", f"<b>no output:</b> {html.escape(str(e))}"
+    idx = (min(max(int(row), 0), arith.output_size[0] - 1),
+           min(max(int(col), 0), arith.output_size[1] - 1))
+    taps, in_padding = arith.input_taps(idx)
+    inside = [tuple(int(v) for v in t) for t, p in zip(taps, in_padding) if not p]
+    summary = (
+        f"output size: {output_size_text(arith)} (both axes); "
+        f"effective kernel {arith.effective_kernel_size[0]}<br>"
+        f"output {idx} reads {len(inside)} inputs {inside} and {int(in_padding.sum())} padding zeros")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    draw_conv_arithmetic(ax, arith, idx)
+    return figure_png(fig, dpi), summary
+
+
 def conv_arithmetic_widget(input_size=5, kernel_size=3, stride=1, padding="same", dilation=1):
     """Interactive explorer: sliders for size, kernel, stride, dilation, a padding menu, and the output to inspect.
 
@@ -100,10 +135,10 @@ def conv_arithmetic_widget(input_size=5, kernel_size=3, stride=1, padding="same"
     ``.summary`` (HTML: the formula and the taps) and ``.output`` (an Image
     widget holding the figure as PNG, so no output capture is needed).
     Settings that have no output (a kernel larger than the padded input,
-    ``"same"`` with stride > 1) show the error message instead.
+    ``"same"`` with stride > 1) show the error message instead.  Draws with
+    :func:`render_conv_arithmetic`.
     """
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     c = dict(
         input_size=widgets.IntSlider(value=input_size, min=1, max=12, description="input n"),
@@ -118,33 +153,25 @@ def conv_arithmetic_widget(input_size=5, kernel_size=3, stride=1, padding="same"
     summary = widgets.HTML()
     output = widgets.Image(format="png")
     busy = []   # set while update() moves the row/col sliders itself
+    names = ("input_size", "kernel_size", "stride", "padding", "dilation")
 
     def update(_=None):
         if busy:
             return
+        settings = {name: c[name].value for name in names}
         try:
-            arith = R.conv_arithmetic(c["input_size"].value, c["kernel_size"].value,
-                                      c["stride"].value, c["padding"].value, c["dilation"].value)
-        except ValueError as e:
-            summary.value = f"<b>no output:</b> {e}"
-            output.value = b""
-            return
-        busy.append(True)
-        try:
-            for name, n in (("row", arith.output_size[0]), ("col", arith.output_size[1])):
-                c[name].max = n - 1   # clamps the value too
-        finally:
-            busy.clear()
-        idx = (c["row"].value, c["col"].value)
-        taps, in_padding = arith.input_taps(idx)
-        inside = [tuple(int(v) for v in t) for t, p in zip(taps, in_padding) if not p]
-        summary.value = (
-            f"output size: {output_size_text(arith)} (both axes); "
-            f"effective kernel {arith.effective_kernel_size[0]}<br>"
-            f"output {idx} reads {len(inside)} inputs {inside} and {int(in_padding.sum())} padding zeros")
-        fig, ax = plt.subplots(figsize=(7, 4))
-        draw_conv_arithmetic(ax, arith, idx)
-        output.value = figure_png(fig)
+            arith = R.conv_arithmetic(*settings.values())
+        except ValueError:
+            arith = None
+        if arith is not None:
+            busy.append(True)
+            try:
+                for name, n in (("row", arith.output_size[0]), ("col", arith.output_size[1])):
+                    c[name].max = n - 1   # clamps the value too
+            finally:
+                busy.clear()
+        output.value, summary.value = render_conv_arithmetic(**settings, row=c["row"].value,
+                                                             col=c["col"].value)
 
     for control in c.values():
         control.observe(update, names="value")
@@ -154,3 +181,46 @@ def conv_arithmetic_widget(input_size=5, kernel_size=3, stride=1, padding="same"
                         widgets.HBox([c["row"], c["col"]]), summary, output])
     box.controls, box.summary, box.output = c, summary, output
     return box
+
+
+#: The grid of :func:`conv_arithmetic_explorer`.
+EXPLORER_GRID = dict(input_size=(5, 6), kernel_size=(1, 3, 5), stride=(1, 2),
+                     padding=("valid", "same", "full", 1), dilation=(1, 2),
+                     output=("corner", "centre"))
+
+
+def _output_index(arith, output):
+    if output == "corner":
+        return 0, 0
+    return tuple(n // 2 for n in arith.output_size)
+
+
+def conv_arithmetic_explorer(grid=None, dpi=60, max_bytes=MAX_BYTES):
+    """The widget for the static book: :func:`render_conv_arithmetic` over a coarse grid.
+
+    ``grid`` (default :data:`EXPLORER_GRID`) gives the values of each control;
+    ``output`` is "corner" (output (0, 0)) or "centre".  Returns a
+    :class:`cnnlib.widgets.explorer.StaticExplorer`.
+    """
+    g = dict(EXPLORER_GRID if grid is None else grid)
+    if set(g) != set(EXPLORER_GRID):
+        raise ValueError(f"grid must give values for {sorted(EXPLORER_GRID)}, got {sorted(g)}")
+
+    def render(input_size, kernel_size, stride, padding, dilation, output):
+        try:
+            arith = R.conv_arithmetic(input_size, kernel_size, stride, padding, dilation)
+        except ValueError:
+            row = col = 0
+        else:
+            row, col = _output_index(arith, output)
+        return render_conv_arithmetic(input_size, kernel_size, stride, padding, dilation, row,
+                                      col, dpi=dpi)
+
+    controls = [slider("input_size", g["input_size"], "input n", initial=5),
+                slider("kernel_size", g["kernel_size"], "kernel k", initial=3),
+                slider("stride", g["stride"], "stride s", initial=1),
+                select("padding", g["padding"], "padding p", initial="same"),
+                slider("dilation", g["dilation"], "dilation d", initial=1),
+                select("output", g["output"], "output")]
+    return static_explorer(render, controls, title="Convolution arithmetic",
+                           max_bytes=max_bytes)

@@ -6,20 +6,26 @@ The computation is :mod:`cnnlib.analysis.receptive` (``dilated_taps``,
 
 * :func:`plot_dilation`: one kernel at two or three dilations, taps on the input grid.
 * :func:`plot_gridding`: path counts of stacks of dilated layers (zeros = holes).
-* :func:`dilation_widget`: sliders for kernel size and dilation, a text box
-  for the dilations of a stack.
+* :func:`render_dilation`: the picture and summary of one setting, shown by
+  :func:`dilation_widget` (sliders for kernel size and dilation, a text box
+  for the dilations of a stack) and :func:`dilation_explorer` (the same over
+  a coarse grid, precomputed for the static book).
 
 See the chapter on convolution (Part II), section "Dilated convolution".
 """
+
+import html
 
 import numpy as np
 
 from .._validate import _is_int
 from ..analysis import receptive as R
 from . import figure_png
+from .explorer import MAX_BYTES, select, slider, static_explorer
 
 __all__ = ["parse_dilations", "stack_layers", "dilation_stack_summary", "draw_taps",
-           "draw_coverage", "plot_dilation", "plot_gridding", "dilation_widget"]
+           "draw_coverage", "plot_dilation", "plot_gridding", "render_dilation", "dilation_widget",
+           "dilation_explorer"]
 
 _MARGIN = 2   # input positions drawn beyond the receptive field on each side
 
@@ -143,16 +149,42 @@ def plot_gridding(stacks=((1, 1, 1), (2, 2, 2), (1, 2, 5)), kernel_size=3):
     return fig
 
 
+def render_dilation(kernel_size=3, dilation=2, stack="2, 2, 2", dpi=90):
+    """The widget's picture and summary for one setting: (PNG bytes, summary HTML).
+
+    ``stack``: the dilations of the stack, as text (``"1, 2, 5"``) or a
+    sequence of ints; text that does not parse gives ``b""`` and the error.
+    Both :func:`dilation_widget` and :func:`dilation_explorer` draw with this.
+    """
+    import matplotlib.pyplot as plt
+
+    try:
+        dilations = parse_dilations(stack) if isinstance(stack, str) else tuple(stack)
+        info = dilation_stack_summary(dilations, kernel_size)
+    except ValueError as e:
+        return b"", f"<b>{html.escape(str(e))}</b>"
+    summary = (
+        f"one layer: effective kernel {kernel_size} + ({kernel_size}-1)({dilation}-1) = "
+        f"<b>{R.effective_kernel_size(kernel_size, dilation)}</b>; "
+        f"stack {list(dilations)}: receptive field <b>{info['receptive_field']}</b>, "
+        f"<b>{info['holes']}</b> of {info['receptive_field'] ** 2} inputs never seen "
+        f"({100 * info['seen_fraction']:.1f}% seen)")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.8))
+    draw_taps(a, kernel_size, dilation)
+    draw_coverage(b, dilations, kernel_size)
+    return figure_png(fig, dpi), summary
+
+
 def dilation_widget(kernel_size=3, dilation=2, stack="2, 2, 2"):
     """Interactive: kernel size and dilation sliders (taps), a text box of stack dilations (coverage).
 
     Returns an ``ipywidgets.VBox`` with ``.controls`` (dict of the
     ``kernel_size``, ``dilation`` and ``stack`` widgets), ``.summary`` (an
     HTML widget with the numbers) and ``.output`` (an Image widget holding
-    the figure as PNG, so no output capture is needed).
+    the figure as PNG, so no output capture is needed).  Draws with
+    :func:`render_dilation`; text that does not parse keeps the last picture.
     """
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     k = widgets.IntSlider(value=kernel_size, min=1, max=7, description="kernel k")
     d = widgets.IntSlider(value=dilation, min=1, max=6, description="dilation d")
@@ -161,22 +193,9 @@ def dilation_widget(kernel_size=3, dilation=2, stack="2, 2, 2"):
     output = widgets.Image(format="png")
 
     def update(_=None):
-        try:
-            dilations = parse_dilations(text.value)
-        except ValueError as e:
-            summary.value = f"<b>{e}</b>"
-            return
-        info = dilation_stack_summary(dilations, k.value)
-        summary.value = (
-            f"one layer: effective kernel {k.value} + ({k.value}-1)({d.value}-1) = "
-            f"<b>{R.effective_kernel_size(k.value, d.value)}</b>; "
-            f"stack {list(dilations)}: receptive field <b>{info['receptive_field']}</b>, "
-            f"<b>{info['holes']}</b> of {info['receptive_field'] ** 2} inputs never seen "
-            f"({100 * info['seen_fraction']:.1f}% seen)")
-        fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.8))
-        draw_taps(a, k.value, d.value)
-        draw_coverage(b, dilations, k.value)
-        output.value = figure_png(fig)
+        png, summary.value = render_dilation(k.value, d.value, text.value)
+        if png:
+            output.value = png
 
     for control in (k, d, text):
         control.observe(update, names="value")
@@ -184,3 +203,26 @@ def dilation_widget(kernel_size=3, dilation=2, stack="2, 2, 2"):
     box = widgets.VBox([widgets.HBox([k, d, text]), summary, output])
     box.controls, box.summary, box.output = dict(kernel_size=k, dilation=d, stack=text), summary, output
     return box
+
+
+#: The stacks offered by :func:`dilation_explorer`.
+EXPLORER_STACKS = ("1, 1, 1", "2, 2, 2", "1, 2, 4", "1, 2, 5", "1, 2, 3, 5")
+
+
+def dilation_explorer(kernel_sizes=(2, 3, 5), dilations=(1, 2, 3, 4), stacks=EXPLORER_STACKS,
+                      dpi=72, max_bytes=MAX_BYTES):
+    """The widget for the static book: :func:`render_dilation` over a coarse grid.
+
+    Sliders for the kernel size and the dilation, a menu of stacks (text
+    as in the live widget's box).  Returns a
+    :class:`cnnlib.widgets.explorer.StaticExplorer`.
+    """
+    for text in stacks:
+        parse_dilations(text)
+    controls = [slider("kernel_size", kernel_sizes, "kernel k", initial=3 if 3 in kernel_sizes
+                       else None),
+                slider("dilation", dilations, "dilation d", initial=2 if 2 in dilations else None),
+                select("stack", stacks, "stack d's")]
+    return static_explorer(lambda kernel_size, dilation, stack: render_dilation(
+        kernel_size, dilation, stack, dpi=dpi), controls, title="Dilated convolution",
+        max_bytes=max_bytes)

@@ -14,8 +14,10 @@ import numpy as np
 
 from ..training.amp import FP16_MAX, FP16_MIN_NORMAL, FP16_MIN_SUBNORMAL, fp16_categories
 from . import figure_png
+from .explorer import MAX_BYTES, slider, static_explorer
 
-__all__ = ["log2_magnitudes", "plot_loss_scaling", "loss_scaling_widget"]
+__all__ = ["log2_magnitudes", "plot_loss_scaling", "render_loss_scaling", "loss_scaling_widget",
+           "loss_scaling_explorer"]
 
 
 def log2_magnitudes(values):
@@ -81,42 +83,79 @@ def plot_loss_scaling(values, scales=(1.0, 2.0 ** 8, 2.0 ** 16), history=None, b
     return fig
 
 
+def _check_max_log2_scale(max_log2_scale):
+    if isinstance(max_log2_scale, bool) or not isinstance(max_log2_scale, (int, np.integer)) \
+            or not 1 <= max_log2_scale <= 40:
+        raise ValueError(f"max_log2_scale must be an int in [1, 40], got {max_log2_scale!r}")
+    return int(max_log2_scale)
+
+
+def _loss_scaling_view(logs, history, log2_scale, dpi):
+    import matplotlib.pyplot as plt
+
+    scale = 2.0 ** log2_scale
+    ncols = 1 + (history is not None)
+    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 2.8), squeeze=False)
+    c = _draw_histogram(axes[0, 0], logs, scale, 60)
+    if history is not None:
+        _draw_trajectory(axes[0, 1], history)
+    summary = (f"scale 2^{log2_scale}: {100 * c['underflow']:.2f}% of the gradients "
+               f"round to zero, {100 * c['subnormal']:.2f}% are subnormal, "
+               f"{100 * c['overflow']:.3f}% overflow to inf")
+    return figure_png(fig, dpi=dpi), summary, c
+
+
+def render_loss_scaling(values, log2_scale=0, history=None, dpi=80):
+    """The widget's picture and summary at one loss scale 2**log2_scale: (PNG bytes, summary HTML).
+
+    Both :func:`loss_scaling_widget` and :func:`loss_scaling_explorer` draw
+    with this function.
+    """
+    png, summary, _ = _loss_scaling_view(log2_magnitudes(values), history, log2_scale, dpi)
+    return png, summary
+
+
 def loss_scaling_widget(values, history=None, max_log2_scale=24):
     """A slider for log2 of the loss scale, the histogram it gives and the trajectory.
 
     Returns an ``ipywidgets.VBox`` with two extra attributes: ``controls``
     (the slider, by description) and ``result`` (the last
     :func:`cnnlib.training.amp.fp16_categories` dict).  The picture is a PNG in an
-    ``ipywidgets.Image``.
+    ``ipywidgets.Image``, drawn as by :func:`render_loss_scaling`.
     """
 
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     logs = log2_magnitudes(values)
-    if isinstance(max_log2_scale, bool) or not isinstance(max_log2_scale, (int, np.integer)) \
-            or not 1 <= max_log2_scale <= 40:
-        raise ValueError(f"max_log2_scale must be an int in [1, 40], got {max_log2_scale!r}")
-    slider = widgets.IntSlider(min=0, max=int(max_log2_scale), value=0, description="log2 scale",
-                               continuous_update=False)
+    top = _check_max_log2_scale(max_log2_scale)
+    slider_ = widgets.IntSlider(min=0, max=top, value=0, description="log2 scale",
+                                continuous_update=False)
     picture = widgets.Image(format="png")
     text = widgets.HTML()
-    box = widgets.VBox([slider, picture, text])
-    box.controls = {slider.description: slider}
+    box = widgets.VBox([slider_, picture, text])
+    box.controls = {slider_.description: slider_}
 
     def update(change=None):
-        scale = 2.0 ** slider.value
-        ncols = 1 + (history is not None)
-        fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 2.8), squeeze=False)
-        c = _draw_histogram(axes[0, 0], logs, scale, 60)
-        if history is not None:
-            _draw_trajectory(axes[0, 1], history)
-        picture.value = figure_png(fig, dpi=80)
-        box.result = c
-        text.value = (f"scale 2^{slider.value}: {100 * c['underflow']:.2f}% of the gradients "
-                      f"round to zero, {100 * c['subnormal']:.2f}% are subnormal, "
-                      f"{100 * c['overflow']:.3f}% overflow to inf")
+        picture.value, text.value, box.result = _loss_scaling_view(logs, history, slider_.value,
+                                                                   80)
 
-    slider.observe(update, names="value")
+    slider_.observe(update, names="value")
     update()
     return box
+
+
+def loss_scaling_explorer(values, history=None, max_log2_scale=24, step=1, dpi=80,
+                          max_bytes=MAX_BYTES):
+    """The widget for the static book: the log2-scale slider at 0, step, 2 step, ... max_log2_scale.
+
+    Draws with :func:`render_loss_scaling`; returns a
+    :class:`cnnlib.widgets.explorer.StaticExplorer`.
+    """
+    logs = log2_magnitudes(values)
+    top = _check_max_log2_scale(max_log2_scale)
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 1 <= step <= top:
+        raise ValueError(f"step must be an int in [1, max_log2_scale], got {step!r}")
+    controls = [slider("log2_scale", range(0, top + 1, int(step)), "log2 scale")]
+    return static_explorer(lambda log2_scale: _loss_scaling_view(logs, history, log2_scale,
+                                                                 dpi)[:2],
+                           controls, title="Loss scaling in float16", max_bytes=max_bytes)

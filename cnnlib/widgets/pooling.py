@@ -20,10 +20,12 @@ from .._validate import check_float_array, pair
 from ..analysis.invariance import pooling_invariance, shift_image
 from ..ops.pool_variants import fractional_intervals, stochastic_pool2d
 from . import figure_png
+from .explorer import MAX_BYTES, select, slider, static_explorer
 
 __all__ = ["invariance_curves", "coarse_shift_error", "stochastic_sampling_frequencies",
            "plot_maps", "plot_pooling_invariance", "plot_invariance_curves",
-           "plot_fractional_intervals", "plot_sampling_frequencies", "pooling_invariance_widget"]
+           "plot_fractional_intervals", "plot_sampling_frequencies", "render_pooling_invariance",
+           "pooling_invariance_widget", "pooling_invariance_explorer"]
 
 POOLS = ("max", "avg", "stochastic")
 _NAMES = {"max": "max", "avg": "average", "stochastic": "stochastic"}
@@ -307,6 +309,56 @@ def plot_sampling_frequencies(result, ax=None):
 # Widget
 # ----------------------------------------------------------------------------
 
+def _pooling_view(x, conv_weight, shift_x, shift_y, pool, window, channel, sample, seed, dpi):
+    """(PNG bytes, summary HTML, scores dict) of one setting of the pooling widget."""
+    import matplotlib.pyplot as plt
+
+    dx, dy = int(shift_x), int(shift_y)
+    r = pooling_invariance(x, [(0, 0), (dx, dy)], pool=pool, kernel_size=window,
+                           conv_weight=conv_weight, rng=seed, training=sample)
+    vmax = float(r["features"][0, channel].max()) or 1.0
+    shifted = shift_image(x, dx, dy)
+    panels = [(shifted if shifted.ndim == 2 else shifted[0], "shifted input", "gray_r"),
+              (r["features"][1, channel], f"feature map {channel}", "magma"),
+              (r["pooled"][0, channel], "pooled, no shift", "magma"),
+              (r["pooled"][1, channel], f"pooled, shift ({dx}, {dy})", "magma")]
+    fig, axes = plt.subplots(1, 4, figsize=(9, 2.4))
+    for ax, (m, title, cmap) in zip(axes, panels):
+        ax.imshow(m, cmap=cmap, vmin=0, vmax=None if cmap == "gray_r" else vmax,
+                  interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    scores = {"feature_change": float(r["feature_change"][1]),
+              "relative_change": float(r["relative_change"][1]),
+              "cosine": float(r["cosine"][1]),
+              "zero_shift_change": float(r["relative_change"][0])}
+    summary = (f"<b>{_NAMES[pool]} pooling {window}x{window}</b>: feature maps "
+               f"change {scores['feature_change']:.3f}, pooled maps change "
+               f"{scores['relative_change']:.3f} (cosine "
+               f"{scores['cosine']:.3f}); with no shift: "
+               f"{scores['zero_shift_change']:.3f}")
+    return figure_png(fig, dpi=dpi), summary, scores
+
+
+def _check_widget_input(image, conv_weight):
+    x = check_float_array(image, "image", ndim=(2, 3))
+    n_channels = pooling_invariance(x, [0], conv_weight=conv_weight)["features"].shape[1]
+    return x, n_channels
+
+
+def render_pooling_invariance(image, conv_weight=None, shift_x=0, shift_y=0, pool="max",
+                              window=2, channel=0, sample=False, seed=0, dpi=80):
+    """The widget's picture and summary for one setting: (PNG bytes, summary HTML).
+
+    Arguments as the controls of :func:`pooling_invariance_widget`; both it
+    and :func:`pooling_invariance_explorer` draw with this function.
+    """
+    x, _ = _check_widget_input(image, conv_weight)
+    return _pooling_view(x, conv_weight, shift_x, shift_y, _check_pools(pool)[0], window,
+                         channel, sample, seed, dpi)[:2]
+
+
 def pooling_invariance_widget(image, conv_weight=None, max_shift=6, seed=0):
     """Shift ``image`` with sliders; see a feature map before and after pooling.
 
@@ -318,17 +370,16 @@ def pooling_invariance_widget(image, conv_weight=None, max_shift=6, seed=0):
     pooled map of the unshifted and of the shifted image, and the scores of
     :func:`cnnlib.analysis.invariance.pooling_invariance`.  The picture is a PNG in an
     ``ipywidgets.Image`` (no Output widget, so it also works where outputs
-    are not routed to widgets).  Returns an ``ipywidgets.VBox`` with two
+    are not routed to widgets), drawn as by :func:`render_pooling_invariance`.
+    Returns an ``ipywidgets.VBox`` with two
     extra attributes: ``controls`` (a dict of the control widgets by
     description) and ``result`` (the last scores, a dict).
     See the chapter on pooling (Part II).
     """
 
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
-    x = check_float_array(image, "image", ndim=(2, 3))
-    n_channels = pooling_invariance(x, [0], conv_weight=conv_weight)["features"].shape[1]
+    x, n_channels = _check_widget_input(image, conv_weight)
     if isinstance(max_shift, bool) or not isinstance(max_shift, numbers.Integral) \
             or max_shift < 1:
         raise ValueError(f"max_shift must be a positive int, got {max_shift!r}")
@@ -351,34 +402,38 @@ def pooling_invariance_widget(image, conv_weight=None, max_shift=6, seed=0):
     box.controls = {c.description: c for c in controls}
 
     def update(change=None):
-        dx, dy, pool, kernel_size, channel, sample = (c.value for c in controls)
-        r = pooling_invariance(x, [(0, 0), (dx, dy)], pool=pool, kernel_size=kernel_size,
-                               conv_weight=conv_weight, rng=seed, training=sample)
-        vmax = float(r["features"][0, channel].max()) or 1.0
-        shifted = shift_image(x, dx, dy)
-        panels = [(shifted if shifted.ndim == 2 else shifted[0], "shifted input", "gray_r"),
-                  (r["features"][1, channel], f"feature map {channel}", "magma"),
-                  (r["pooled"][0, channel], "pooled, no shift", "magma"),
-                  (r["pooled"][1, channel], f"pooled, shift ({dx}, {dy})", "magma")]
-        fig, axes = plt.subplots(1, 4, figsize=(9, 2.4))
-        for ax, (m, title, cmap) in zip(axes, panels):
-            ax.imshow(m, cmap=cmap, vmin=0, vmax=None if cmap == "gray_r" else vmax,
-                      interpolation="nearest")
-            ax.set_title(title, fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        picture.value = figure_png(fig, dpi=80)
-        box.result = {"feature_change": float(r["feature_change"][1]),
-                      "relative_change": float(r["relative_change"][1]),
-                      "cosine": float(r["cosine"][1]),
-                      "zero_shift_change": float(r["relative_change"][0])}
-        text.value = (f"<b>{_NAMES[pool]} pooling {kernel_size}x{kernel_size}</b>: feature maps "
-                      f"change {box.result['feature_change']:.3f}, pooled maps change "
-                      f"{box.result['relative_change']:.3f} (cosine "
-                      f"{box.result['cosine']:.3f}); with no shift: "
-                      f"{box.result['zero_shift_change']:.3f}")
+        picture.value, text.value, box.result = _pooling_view(
+            x, conv_weight, *(c.value for c in controls), seed, 80)
 
     for c in controls:
         c.observe(update, names="value")
     update()
     return box
+
+
+def pooling_invariance_explorer(image, conv_weight=None, shifts_x=range(-3, 4), shifts_y=(0, 1),
+                                pools=POOLS, windows=(2,), channel=0, seed=0, dpi=80,
+                                max_bytes=MAX_BYTES):
+    """The widget for the static book: :func:`render_pooling_invariance` over a coarse grid.
+
+    Sliders for the two shifts, menus for the pooling and (if more than one)
+    the window; stochastic pooling at its test-time average; one feature map
+    (``channel``).  Returns a :class:`cnnlib.widgets.explorer.StaticExplorer`.
+    """
+    x, n_channels = _check_widget_input(image, conv_weight)
+    pools = _check_pools(pools)
+    if isinstance(channel, bool) or not isinstance(channel, numbers.Integral) \
+            or not 0 <= channel < n_channels:
+        raise ValueError(f"channel must be an int in [0, {n_channels}), got {channel!r}")
+    controls = [slider("shift_x", shifts_x, "shift x", initial=0 if 0 in shifts_x else None),
+                slider("shift_y", shifts_y, "shift y", initial=0 if 0 in shifts_y else None),
+                select("pool", [(_NAMES[p], p) for p in pools], "pooling")]
+    if len(windows) > 1:
+        controls.append(select("window", windows, "window"))
+
+    def render(shift_x, shift_y, pool, window=windows[0]):
+        return _pooling_view(x, conv_weight, shift_x, shift_y, pool, window, channel, False,
+                             seed, dpi)[:2]
+
+    return static_explorer(render, controls, title="Pooling and small shifts",
+                           max_bytes=max_bytes)

@@ -24,9 +24,11 @@ from ..analysis.receptive import (
     stack_coverage,
 )
 from . import figure_png
+from .explorer import MAX_BYTES, select, slider, static_explorer
 
 __all__ = ["uniform_stack", "digit_mosaic", "receptive_field_view", "format_closed_form",
-           "plot_receptive_field", "receptive_field_widget"]
+           "plot_receptive_field", "render_receptive_field", "receptive_field_widget",
+           "receptive_field_explorer"]
 
 
 def uniform_stack(num_layers, kernel_size=3, stride=1, dilation=1, padding="valid", pool=False):
@@ -207,22 +209,53 @@ def plot_receptive_field(image, settings, unit="centre"):
     return fig
 
 
+def render_receptive_field(image, layers=3, kernel=3, stride=1, dilation=1, padding="valid",
+                           pool=False, unit="centre", dpi=80):
+    """The widget's picture and summary for one setting: (PNG bytes, summary HTML).
+
+    The stack is ``uniform_stack(layers, kernel, stride, dilation, padding,
+    pool)``; a stack that leaves no output gives ``b""`` and the error.
+    Both :func:`receptive_field_widget` and :func:`receptive_field_explorer`
+    draw with this function.  See Part I, section 1.1.
+    """
+    import html
+
+    img = _check_image(image)
+    stack = uniform_stack(layers, kernel, stride, dilation, padding, pool)
+    try:
+        view = receptive_field_view(stack, img.shape, unit)
+    except ValueError as e:
+        return b"", f"<b>No output:</b> {html.escape(str(e))}"
+    (r0, r1), (c0, c1) = view["region"]
+    summary = (f"r = {format_closed_form(stack)}; output map "
+               f"{view['output_size'][0]}×{view['output_size'][1]}; exact region "
+               f"rows [{r0}, {r1}), columns [{c0}, {c1}) ({r1 - r0}×{c1 - c0})")
+    fig = plot_receptive_field(img, [("chosen stack", stack)], unit)
+    return figure_png(fig, dpi=dpi), summary
+
+
+def _check_image(image):
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 2:
+        raise ValueError(f"image must be 2-d (H, W), got shape {img.shape}")
+    return img
+
+
 def receptive_field_widget(image):
     """Interactive receptive-field explorer (ipywidgets) around :func:`receptive_field_view`.
 
     Controls: number of layers, kernel, stride, dilation, padding, "2×2 pool
     after each layer", and the unit (centre or corner).  A line of text gives
     the closed form written out and the exact region; the figure is
-    :func:`plot_receptive_field` for the chosen stack.  image: (H, W) float in [0, 1].
+    :func:`plot_receptive_field` for the chosen stack (both from
+    :func:`render_receptive_field`).  image: (H, W) float in [0, 1].
     Returns an ``ipywidgets.VBox``; its ``controls`` attribute maps names to
     the control widgets, ``text`` is the HTML line and ``picture`` the figure (an ``Image``).  See Part I, section 1.1.
     """
 
     import ipywidgets as w
 
-    img = np.asarray(image, dtype=np.float64)
-    if img.ndim != 2:
-        raise ValueError(f"image must be 2-d (H, W), got shape {img.shape}")
+    img = _check_image(image)
     controls = {
         "layers": w.IntSlider(3, min=1, max=8, description="layers"),
         "kernel": w.IntSlider(3, min=1, max=7, description="kernel"),
@@ -236,21 +269,8 @@ def receptive_field_widget(image):
     picture = w.Image(format="png")   # a PNG, not an Output widget: no kernel-side capture needed
 
     def update(change=None):
-        c = {k: v.value for k, v in controls.items()}
-        layers = uniform_stack(c["layers"], c["kernel"], c["stride"], c["dilation"], c["padding"],
-                               c["pool"])
-        try:
-            view = receptive_field_view(layers, img.shape, c["unit"])
-        except ValueError as e:
-            text.value = f"<b>No output:</b> {e}"
-            picture.value = b""
-            return
-        (r0, r1), (c0, c1) = view["region"]
-        text.value = (f"r = {format_closed_form(layers)}; output map "
-                      f"{view['output_size'][0]}×{view['output_size'][1]}; exact region "
-                      f"rows [{r0}, {r1}), columns [{c0}, {c1}) ({r1 - r0}×{c1 - c0})")
-        fig = plot_receptive_field(img, [("chosen stack", layers)], c["unit"])
-        picture.value = figure_png(fig, dpi=80)
+        picture.value, text.value = render_receptive_field(
+            img, **{k: v.value for k, v in controls.items()})
 
     for control in controls.values():
         control.observe(update, names="value")
@@ -262,3 +282,30 @@ def receptive_field_widget(image):
     box.text = text
     box.picture = picture
     return box
+
+
+#: The grid of :func:`receptive_field_explorer` (the live widget's other controls stay at
+#: dilation 1, valid padding, the centre unit).
+EXPLORER_GRID = dict(layers=(1, 2, 3, 4, 5, 6), kernel=(3, 5), stride=(1, 2),
+                     pool=(False, True))
+
+
+def receptive_field_explorer(image, grid=None, dpi=70, max_bytes=MAX_BYTES):
+    """The widget for the static book: :func:`render_receptive_field` over a coarse grid.
+
+    ``grid`` (default :data:`EXPLORER_GRID`) gives the values of layers,
+    kernel, stride and pool.  Returns a
+    :class:`cnnlib.widgets.explorer.StaticExplorer`.  See Part I, section 1.1.
+    """
+    img = _check_image(image)
+    g = dict(EXPLORER_GRID if grid is None else grid)
+    if set(g) != set(EXPLORER_GRID):
+        raise ValueError(f"grid must give values for {sorted(EXPLORER_GRID)}, got {sorted(g)}")
+    controls = [slider("layers", g["layers"], initial=3 if 3 in g["layers"] else None),
+                slider("kernel", g["kernel"]),
+                slider("stride", g["stride"]),
+                select("pool", [("2×2 after each" if p else "no", bool(p)) for p in g["pool"]],
+                       "pooling")]
+    return static_explorer(lambda layers, kernel, stride, pool: render_receptive_field(
+        img, layers, kernel, stride, pool=pool, dpi=dpi), controls,
+        title="Receptive field of one output unit", max_bytes=max_bytes)

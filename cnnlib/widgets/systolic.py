@@ -5,7 +5,10 @@ of every PE after a given cycle); the figures only draw it.
 
 * :func:`draw_state`: one cycle on one axis (active PEs coloured, register values written);
 * :func:`plot_wavefront`: a static strip of a few cycles, for the published book;
-* :func:`systolic_widget`: a cycle slider and a dataflow selector.
+* :func:`render_systolic`: the picture and summary of one setting, which both
+  :func:`systolic_widget` (a cycle slider and a dataflow selector, for
+  Jupyter) and :func:`systolic_explorer` (the same, precomputed, for the
+  static book) show.
 
 See the chapter "Accelerators" (Part V).
 """
@@ -14,8 +17,10 @@ import numpy as np
 
 from ..hardware import SystolicArray
 from . import figure_png
+from .explorer import MAX_BYTES, select, slider, static_explorer
 
-__all__ = ["example_operands", "draw_state", "plot_wavefront", "systolic_widget"]
+__all__ = ["example_operands", "draw_state", "plot_wavefront", "last_cycle", "render_systolic",
+           "systolic_widget", "systolic_explorer"]
 
 
 def example_operands(n=4, k=4, m=4):
@@ -69,32 +74,50 @@ def plot_wavefront(dataflow="os", rows=4, cols=4, cycles=(0, 2, 4, 6, 9), operan
     return fig
 
 
+def last_cycle(dataflow="os", rows=4, cols=4, operands=None):
+    """The last cycle of the first fold of ``operands`` (default ``example_operands()``)."""
+    a, b = example_operands() if operands is None else operands
+    return SystolicArray(rows, cols, dataflow).state(a, b, 0)["fold_cycles"] - 1
+
+
+def render_systolic(dataflow="os", cycle=3, rows=4, cols=4, operands=None, dpi=90):
+    """The widget's picture and summary for one setting: (PNG bytes, summary HTML).
+
+    ``cycle`` beyond the fold's last cycle shows the last one.  Both the
+    live :func:`systolic_widget` and the static :func:`systolic_explorer` draw
+    with this function.
+    """
+    import matplotlib.pyplot as plt
+
+    a, b = example_operands() if operands is None else operands
+    array = SystolicArray(rows, cols, dataflow)
+    last = array.state(a, b, 0)["fold_cycles"] - 1
+    t = min(int(cycle), last)
+    state = array.state(a, b, t)
+    summary = (f"cycle <b>{t}</b> of {last + 1} ({state['phase']}): "
+               f"<b>{int(state['active'].sum())}</b> of {rows * cols} PEs multiply")
+    fig, ax = plt.subplots(figsize=(3.6, 3.6))
+    draw_state(ax, state, dataflow, t)
+    return figure_png(fig, dpi), summary
+
+
 def systolic_widget(dataflow="os", rows=4, cols=4, cycle=3):
     """Interactive: a cycle slider and a dataflow toggle over ``example_operands()``.
 
     Returns an ``ipywidgets.VBox`` with ``.controls`` (dict of the ``cycle``
     and ``dataflow`` widgets), ``.summary`` (HTML) and ``.output`` (Image).
+    Draws with :func:`render_systolic`.
     """
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
-    a, b = example_operands()
     flow = widgets.ToggleButtons(options=["os", "ws", "is"], value=dataflow, description="dataflow")
     slider = widgets.IntSlider(value=cycle, min=0, max=100, description="cycle")
     summary = widgets.HTML()
     output = widgets.Image(format="png")
 
     def update(_=None):
-        array = SystolicArray(rows, cols, flow.value)
-        last = array.state(a, b, 0)["fold_cycles"] - 1
-        slider.max = last
-        t = min(slider.value, last)
-        state = array.state(a, b, t)
-        summary.value = (f"cycle <b>{t}</b> of {last + 1} ({state['phase']}): "
-                         f"<b>{int(state['active'].sum())}</b> of {rows * cols} PEs multiply")
-        fig, ax = plt.subplots(figsize=(3.6, 3.6))
-        draw_state(ax, state, flow.value, t)
-        output.value = figure_png(fig)
+        slider.max = last_cycle(flow.value, rows, cols)
+        output.value, summary.value = render_systolic(flow.value, slider.value, rows, cols)
 
     for control in (flow, slider):
         control.observe(update, names="value")
@@ -102,3 +125,19 @@ def systolic_widget(dataflow="os", rows=4, cols=4, cycle=3):
     box = widgets.VBox([widgets.HBox([flow, slider]), summary, output])
     box.controls, box.summary, box.output = dict(cycle=slider, dataflow=flow), summary, output
     return box
+
+
+def systolic_explorer(dataflow="os", rows=4, cols=4, cycle=3, dpi=90, max_bytes=MAX_BYTES):
+    """The widget for the static book: every cycle of the three dataflows, precomputed.
+
+    A :class:`cnnlib.widgets.explorer.StaticExplorer` over dataflow (os, ws,
+    is) and cycle (0 to the last cycle of the longest dataflow; shorter ones
+    stay on their last cycle), drawn by :func:`render_systolic`.
+    """
+    top = max(last_cycle(f, rows, cols) for f in ("os", "ws", "is"))
+    controls = [select("dataflow", [("output stationary", "os"), ("weight stationary", "ws"),
+                                    ("input stationary", "is")], initial=dataflow),
+                slider("cycle", range(top + 1), initial=min(cycle, top))]
+    return static_explorer(lambda dataflow, cycle: render_systolic(dataflow, cycle, rows, cols,
+                                                                   dpi=dpi),
+                           controls, title=f"{rows}x{cols} systolic array", max_bytes=max_bytes)
