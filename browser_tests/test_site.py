@@ -136,3 +136,26 @@ def test_screenshots_of_every_chapter(site_dir, open_page):
             assert target.stat().st_size > 5_000, f"{target} is nearly empty"
             taken += 1
     record("screenshots", taken)
+
+
+WEIGHT = """() => {
+    const nav = performance.getEntriesByType('navigation')[0];
+    const res = performance.getEntriesByType('resource');
+    return {html: nav.encodedBodySize, resources: res.length,
+            total: nav.encodedBodySize + res.reduce((s, r) => s + r.encodedBodySize, 0)};
+}"""
+
+
+def test_page_weight(site_dir, open_page):
+    """What a reader downloads to open each chapter (HTML and what it loads, uncompressed)."""
+    weights = {}
+    for path in chapters(site_dir):
+        page, _ = open_page(path)
+        page.wait_for_load_state("networkidle")
+        weights[path] = page.evaluate(WEIGHT)
+        page.close()
+    largest = max(weights, key=lambda p: weights[p]["total"])
+    record("largest_chapter", {"page": largest, **weights[largest]})
+    record("chapter_weight_bytes", {p: w["total"] for p, w in sorted(weights.items())})
+    # a sanity bound, not a budget: a page this heavy means something is embedded twice
+    assert weights[largest]["total"] < 20_000_000, weights[largest]
