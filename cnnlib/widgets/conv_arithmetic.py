@@ -19,7 +19,8 @@ from . import figure_png
 from .explorer import MAX_BYTES, select, slider, static_explorer
 
 __all__ = ["output_size_text", "draw_conv_arithmetic", "plot_conv_arithmetic",
-           "render_conv_arithmetic", "conv_arithmetic_widget", "conv_arithmetic_explorer"]
+           "render_conv_arithmetic", "conv_arithmetic_widget", "conv_arithmetic_explorer",
+           "EXPLORER_GRID"]
 
 PADDINGS = ("valid", "same", "full", 0, 1, 2, 3)
 

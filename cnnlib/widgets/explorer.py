@@ -30,7 +30,7 @@ import numbers
 __all__ = ["MAX_BYTES", "Control", "slider", "select", "quantize_png", "StaticExplorer",
            "static_explorer"]
 
-#: Default budget of one explorer: what it may add to its notebook, in bytes.
+#: Default budget of one explorer, in bytes (what it may add to its notebook).
 MAX_BYTES = 1_000_000
 
 _KINDS = ("range", "select")

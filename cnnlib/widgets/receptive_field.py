@@ -28,7 +28,7 @@ from .explorer import MAX_BYTES, select, slider, static_explorer
 
 __all__ = ["uniform_stack", "digit_mosaic", "receptive_field_view", "format_closed_form",
            "plot_receptive_field", "render_receptive_field", "receptive_field_widget",
-           "receptive_field_explorer"]
+           "receptive_field_explorer", "EXPLORER_GRID"]
 
 
 def uniform_stack(num_layers, kernel_size=3, stride=1, dilation=1, padding="valid", pool=False):
