@@ -138,6 +138,67 @@ def test_screenshots_of_every_chapter(site_dir, open_page):
     record("screenshots", taken)
 
 
+EXPLORERS = """() => [...document.querySelectorAll('.cnnlib-explorer')].map(root => ({
+    id: root.id, ready: root.dataset.ready === '1',
+    controls: [...root.querySelectorAll('[data-control]')].map(c => ({
+        name: c.dataset.control, tag: c.tagName.toLowerCase(), value: c.value,
+        count: c.tagName === 'SELECT' ? c.options.length : parseInt(c.max, 10) + 1}))}))"""
+
+PICTURE = """id => { const root = document.getElementById(id), img = root.querySelector('img');
+    return {frame: root.dataset.frame, src: img.getAttribute('src') || '',
+            shown: img.style.display !== 'none',
+            decoded: img.complete && img.naturalWidth > 0,
+            summary: root.querySelector('.cnnlib-explorer-summary').innerHTML}; }"""
+
+
+def _set(page, explorer_id, control, index):
+    target = page.locator(f"#{explorer_id} [data-control='{control['name']}']")
+    if control["tag"] == "select":
+        target.select_option(str(index))
+    else:
+        target.fill(str(index))   # sets the range's value and fires "input"
+
+
+def test_every_static_explorer_responds(site_dir, open_page):
+    """Each static explorer starts, and moving each of its controls through its values changes
+    its picture: every picture shown decodes, and the summary follows."""
+    pages = [p for p in chapters(site_dir)
+             if 'class="cnnlib-explorer"' in (site_dir / p).read_text(encoding="utf-8")]
+    problems, explorers, settings = [], 0, 0
+    for path in pages:
+        page, log = open_page(path)
+        for explorer in page.evaluate(EXPLORERS):
+            explorers += 1
+            where = f"{path} {explorer['id']}"
+            if not explorer["ready"]:
+                problems.append(f"{where}: its script did not start")
+                continue
+            for control in explorer["controls"]:
+                seen = set()
+                for index in list(range(control["count"])) + [int(control["value"])]:
+                    _set(page, explorer["id"], control, index)
+                    state = page.evaluate(PICTURE, explorer["id"])
+                    settings += 1
+                    seen.add(state["src"])
+                    if state["shown"] and not state["decoded"]:
+                        problems.append(f"{where}: {control['name']} = option {index}: the "
+                                        "picture does not decode")
+                    if state["shown"] != bool(state["src"]) or not state["summary"]:
+                        problems.append(f"{where}: {control['name']} = option {index}: "
+                                        f"picture shown {state['shown']}, summary "
+                                        f"{state['summary'][:40]!r}")
+                if len(seen) < 2:
+                    problems.append(f"{where}: moving {control['name']} through its "
+                                    f"{control['count']} values never changes the picture")
+        problems += [f"{path}: {p}" for p in log.problems()]
+        page.close()
+    record("explorer_pages", len(pages))
+    record("explorers", explorers)
+    record("explorer_settings_checked", settings)
+    assert explorers >= 6, (explorers, pages)
+    assert not problems, "\n".join(problems)
+
+
 WEIGHT = """() => {
     const nav = performance.getEntriesByType('navigation')[0];
     const res = performance.getEntriesByType('resource');
