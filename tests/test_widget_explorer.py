@@ -108,6 +108,17 @@ def test_budget_is_enforced():
         toy(max_bytes=small - 1)
 
 
+def test_grid_with_defaults():
+    default = dict(a=(1, 2), b=("x",))
+    assert X.grid_with_defaults(None, default) == default
+    assert X.grid_with_defaults(dict(b=("y",), a=(3,)), default) == dict(a=(3,), b=("y",))
+    for bad in (dict(a=(1,)), dict(a=(1,), b=("x",), c=(0,))):
+        with pytest.raises(ValueError, match=r"grid must give values for \['a', 'b'\]"):
+            X.grid_with_defaults(bad, default)
+    with pytest.raises(ValueError, match="grid must give"):
+        WR.receptive_field_explorer(np.zeros((8, 8)), dict(layers=(1,)))
+
+
 def test_quantize_png():
     rng = np.random.default_rng(0)
     picture = Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..analysis import receptive as R
 from . import figure_png
-from .explorer import MAX_BYTES, select, slider, static_explorer
+from .explorer import MAX_BYTES, grid_with_defaults, select, slider, static_explorer
 
 __all__ = ["output_size_text", "draw_conv_arithmetic", "plot_conv_arithmetic",
            "render_conv_arithmetic", "conv_arithmetic_widget", "conv_arithmetic_explorer",
@@ -203,9 +203,7 @@ def conv_arithmetic_explorer(grid=None, dpi=60, max_bytes=MAX_BYTES):
     ``output`` is "corner" (output (0, 0)) or "centre".  Returns a
     :class:`cnnlib.widgets.explorer.StaticExplorer`.
     """
-    g = dict(EXPLORER_GRID if grid is None else grid)
-    if set(g) != set(EXPLORER_GRID):
-        raise ValueError(f"grid must give values for {sorted(EXPLORER_GRID)}, got {sorted(g)}")
+    g = grid_with_defaults(grid, EXPLORER_GRID)
 
     def render(input_size, kernel_size, stride, padding, dilation, output):
         try:

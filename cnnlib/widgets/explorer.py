@@ -27,8 +27,8 @@ import itertools
 import json
 import numbers
 
-__all__ = ["MAX_BYTES", "Control", "slider", "select", "quantize_png", "StaticExplorer",
-           "static_explorer"]
+__all__ = ["MAX_BYTES", "Control", "grid_with_defaults", "slider", "select", "quantize_png",
+           "StaticExplorer", "static_explorer"]
 
 #: Default budget of one explorer, in bytes (what it may add to its notebook).
 MAX_BYTES = 1_000_000
@@ -79,6 +79,17 @@ def _initial_index(options, initial, name):
             return i
     raise ValueError(f"initial of {name!r} must be one of its values "
                      f"{[v for _, v in options]}, got {initial!r}")
+
+
+def grid_with_defaults(grid, default):
+    """``grid`` (a dict of control values), or ``default`` when it is None.
+
+    Raises ValueError unless ``grid`` names exactly the controls of ``default``.
+    """
+    g = dict(default if grid is None else grid)
+    if set(g) != set(default):
+        raise ValueError(f"grid must give values for {sorted(default)}, got {sorted(g)}")
+    return g
 
 
 def slider(name, values, label=None, initial=None):

@@ -24,7 +24,7 @@ from ..analysis.receptive import (
     stack_coverage,
 )
 from . import figure_png
-from .explorer import MAX_BYTES, select, slider, static_explorer
+from .explorer import MAX_BYTES, grid_with_defaults, select, slider, static_explorer
 
 __all__ = ["uniform_stack", "digit_mosaic", "receptive_field_view", "format_closed_form",
            "plot_receptive_field", "render_receptive_field", "receptive_field_widget",
@@ -298,9 +298,7 @@ def receptive_field_explorer(image, grid=None, dpi=70, max_bytes=MAX_BYTES):
     :class:`cnnlib.widgets.explorer.StaticExplorer`.  See Part I, section 1.1.
     """
     img = _check_image(image)
-    g = dict(EXPLORER_GRID if grid is None else grid)
-    if set(g) != set(EXPLORER_GRID):
-        raise ValueError(f"grid must give values for {sorted(EXPLORER_GRID)}, got {sorted(g)}")
+    g = grid_with_defaults(grid, EXPLORER_GRID)
     controls = [slider("layers", g["layers"], initial=3 if 3 in g["layers"] else None),
                 slider("kernel", g["kernel"]),
                 slider("stride", g["stride"]),
